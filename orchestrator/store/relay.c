@@ -1,0 +1,127 @@
+/* The claims of the outbox relay and of the timer wheel. Both take rows
+ * with FOR UPDATE SKIP LOCKED, so workers never wait on each other, and
+ * push them out of sight for a lease compared with the database's clock:
+ * a worker that dies holding rows lets them come back when its lease ends.
+ *
+ * An outbox row's next_attempt_at is at once its lease and its backoff; a
+ * timer keeps its due_at and is leased through claimed_until. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+/* ---- outbox ---- */
+
+sg_err_t sg_store_outbox_claim(sg_store_t *st, int max, int64_t lease_ms,
+                               sg_store_outbox_row_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    sg_err_t err = store_ready(st);
+    if (err)
+        return err;
+    params_t p = {0};
+    params_int(&p, max);
+    params_int(&p, lease_ms);
+    PGresult *res = store_exec(st, ST_OUTBOX_CLAIM, &p, &err);
+    if (!res)
+        return err;
+    arena_t a;
+    void *rows;
+    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
+    if (!err) {
+        sg_store_outbox_row_t *msgs = rows;
+        for (int r = 0; r < PQntuples(res); r++) {
+            msgs[r].id = cell_int(res, r, 0);
+            msgs[r].saga_id = arena_str(&a, res, r, 1);
+            msgs[r].channel = arena_str(&a, res, r, 2);
+            msgs[r].key = arena_str(&a, res, r, 3);
+            msgs[r].payload = arena_bytea(&a, res, r, 4, &msgs[r].payload_len);
+            msgs[r].headers = arena_str(&a, res, r, 5);
+            msgs[r].attempts = (int)cell_int(res, r, 6);
+        }
+        *out = msgs;
+        *n = (size_t)PQntuples(res);
+    }
+    PQclear(res);
+    return err;
+}
+
+/* The ids as an int8[] literal: "{1,2,3}". */
+static char *ids_array(const int64_t *ids, size_t n) {
+    size_t size = 2 + n * 21 + 1, len = 0;
+    char *text = malloc(size);
+    if (!text)
+        return NULL;
+    text[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, size - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    snprintf(text + len, size - len, "}");
+    return text;
+}
+
+sg_err_t sg_store_outbox_delete(sg_store_t *st, const int64_t *ids, size_t n) {
+    sg_err_t err = store_ready(st);
+    if (err || n == 0)
+        return err;
+    char *array = ids_array(ids, n);
+    if (!array) {
+        store_set_error(st, "out of memory for %zu outbox ids", n);
+        return SG_ERR_NOMEM;
+    }
+    params_t p = {0};
+    params_text(&p, array);
+    PGresult *res = store_exec(st, ST_OUTBOX_DELETE, &p, &err);
+    free(array);
+    PQclear(res);
+    return err;
+}
+
+sg_err_t sg_store_outbox_fail(sg_store_t *st, int64_t id, const char *error,
+                              int64_t backoff_ms) {
+    sg_err_t err = store_ready(st);
+    if (err)
+        return err;
+    params_t p = {0};
+    params_int(&p, id);
+    params_text(&p, error ? error : "");
+    params_int(&p, backoff_ms);
+    PQclear(store_exec(st, ST_OUTBOX_FAIL, &p, &err));
+    return err;
+}
+
+/* ---- timers ---- */
+
+sg_err_t sg_store_timers_claim(sg_store_t *st, int max, int64_t lease_ms,
+                               sg_store_timer_row_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    sg_err_t err = store_ready(st);
+    if (err)
+        return err;
+    params_t p = {0};
+    params_int(&p, max);
+    params_int(&p, lease_ms);
+    PGresult *res = store_exec(st, ST_TIMERS_CLAIM, &p, &err);
+    if (!res)
+        return err;
+    arena_t a;
+    void *rows;
+    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
+    if (!err) {
+        sg_store_timer_row_t *timers = rows;
+        for (int r = 0; r < PQntuples(res); r++) {
+            timers[r].id = cell_int(res, r, 0);
+            timers[r].saga_id = arena_str(&a, res, r, 1);
+            timers[r].kind = arena_str(&a, res, r, 2);
+            timers[r].step = arena_str(&a, res, r, 3);
+            timers[r].attempt = (int)cell_int(res, r, 4);
+            timers[r].due_at_ms = cell_int(res, r, 5);
+        }
+        *out = timers;
+        *n = (size_t)PQntuples(res);
+    }
+    PQclear(res);
+    return err;
+}

@@ -1,0 +1,151 @@
+/* What the store's files share and nobody else sees: the handle's body, the
+ * table of prepared statements, parameter lists, error classification and
+ * the single-allocation result builder. */
+#ifndef SAGA_STORE_INT_H
+#define SAGA_STORE_INT_H
+
+#include <libpq-fe.h>
+
+#include "saga/store.h"
+
+/* Milliseconds since the epoch of a timestamptz column, and back. */
+#define SQL_MS(col) "(extract(epoch from " col ") * 1000)::int8"
+#define SQL_TS(param) "to_timestamp(" param "::float8 / 1000)"
+#define SQL_INTERVAL(param) "make_interval(secs => " param "::float8 / 1000)"
+
+typedef enum stmt_id {
+    /* the batch */
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_SAVEPOINT,
+    ST_SAVEPOINT_RELEASE,
+    ST_SAVEPOINT_ROLLBACK,
+    ST_INBOX_INSERT,
+    ST_TIMER_DELETE_FIRED,
+    ST_SAGA_CREATE,
+    ST_SAGA_UPDATE,
+    ST_HISTORY_INSERT,
+    ST_OUTBOX_INSERT,
+    ST_TIMER_CANCEL,
+    ST_TIMER_ARM,
+    /* sagas and definitions */
+    ST_INBOX_SEEN,
+    ST_SAGA_LOAD,
+    ST_SAGA_LOAD_MANY,
+    ST_DEF_INSERT,
+    ST_DEF_SHA,
+    ST_DEF_GET,
+    ST_DEF_LIST,
+    /* outbox and timers */
+    ST_OUTBOX_CLAIM,
+    ST_OUTBOX_DELETE,
+    ST_OUTBOX_FAIL,
+    ST_TIMERS_CLAIM,
+    /* dead letters */
+    ST_DL_ADD,
+    ST_DL_LIST,
+    ST_DL_GET,
+    ST_DL_REPLAY,
+    /* retention */
+    ST_PURGE_INBOX,
+    ST_PURGE_HISTORY,
+    /* queries */
+    ST_SAGAS_LIST,
+    ST_SAGAS_STUCK,
+    ST_HISTORY_LIST,
+    ST_COUNTS,
+    ST_FINISHED,
+    ST_COUNT_
+} stmt_id_t;
+
+typedef struct stmt {
+    const char *name; /* the prepared statement's name */
+    const char *sql;
+    int nparams;
+} stmt_t;
+
+extern const stmt_t sg_store_stmts[ST_COUNT_];
+
+struct sg_store {
+    PGconn *conn;
+    char *conninfo;
+    bool broken;                   /* reconnect before the next call */
+    bool prepared[ST_COUNT_];      /* on this connection */
+    char errmsg[512];
+};
+
+/* ---- parameters of one statement ---- */
+
+#define PARAMS_MAX 12
+
+typedef struct params {
+    const char *values[PARAMS_MAX];
+    int lengths[PARAMS_MAX];
+    int formats[PARAMS_MAX];
+    char nums[PARAMS_MAX][24];
+    int n;
+} params_t;
+
+void params_text(params_t *p, const char *s);            /* NULL is SQL NULL */
+void params_int(params_t *p, int64_t v);
+void params_time(params_t *p, int64_t ms);               /* 0 is SQL NULL */
+void params_bytes(params_t *p, const void *data, size_t len);
+
+/* ---- calls ---- */
+
+/* Starts a public call: clears the message, reconnects when the connection
+ * was lost or left in a transaction. */
+sg_err_t store_ready(sg_store_t *st);
+/* Prepares 'id' on this connection unless it already is. */
+sg_err_t store_prepare(sg_store_t *st, stmt_id_t id);
+/* Runs a prepared statement. Returns the result (the caller clears it) on
+ * success; NULL on failure with *err set and the message recorded. */
+PGresult *store_exec(sg_store_t *st, stmt_id_t id, const params_t *p, sg_err_t *err);
+/* Classifies a failed result (NULL: the connection's own error), records
+ * "what: message" and marks the connection lost where it is. */
+sg_err_t store_fail(sg_store_t *st, const PGresult *res, const char *what);
+/* Runs a plain command outside the prepared set (migrations, transaction
+ * control). */
+sg_err_t store_command(sg_store_t *st, const char *sql, const char *what);
+void store_set_error(sg_store_t *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The error class of a failed statement, for one item of a batch or one
+ * saga write: SG_ERR_CONN, _DUPLICATE, _CONFLICT, _INVALID or _INTERNAL. */
+sg_err_t store_classify(const PGconn *conn, const PGresult *res);
+/* The server's message of a failed result, or the connection's. */
+void store_result_message(const PGconn *conn, const PGresult *res, char *buf, size_t size);
+
+/* ---- results in one allocation ---- */
+
+typedef struct arena {
+    char *next;
+} arena_t;
+
+/* Allocates 'nrows' zeroed rows of row_size, followed by room for the text
+ * of every cell of 'res'; *rows is NULL when nrows is 0. */
+sg_err_t rows_alloc(sg_store_t *st, const PGresult *res, size_t row_size, size_t nrows,
+                    void **rows, arena_t *a);
+const char *arena_str(arena_t *a, const PGresult *res, int row, int col);
+const unsigned char *arena_bytea(arena_t *a, const PGresult *res, int row, int col,
+                                 size_t *len);
+int64_t cell_int(const PGresult *res, int row, int col); /* 0 for NULL */
+
+/* Fills one saga from a row of SAGA_COLUMNS starting at column 'col'. */
+#define SAGA_COLUMNS                                                             \
+    "s.id, s.type, s.definition_version, s.definition_sha256, s.status, "        \
+    "s.current_step, " SQL_MS("s.deadline_at") ", s.traceparent, "               \
+    "s.state, s.version, " SQL_MS("s.created_at") ", " SQL_MS("s.updated_at")
+#define SAGA_COLUMNS_NO_STATE                                                    \
+    "s.id, s.type, s.definition_version, s.definition_sha256, s.status, "        \
+    "s.current_step, " SQL_MS("s.deadline_at") ", s.traceparent, "               \
+    "NULL::text, s.version, " SQL_MS("s.created_at") ", " SQL_MS("s.updated_at")
+/* The parameters of ST_SAGA_CREATE and ST_SAGA_UPDATE. */
+void saga_create_params(params_t *p, const sg_store_saga_t *saga);
+void saga_update_params(params_t *p, const sg_store_saga_t *saga, int64_t expected_version);
+void saga_from_row(sg_store_saga_t *saga, arena_t *a, const PGresult *res, int row, int col);
+/* Runs a statement returning SAGA_COLUMNS rows into one allocation. */
+sg_err_t sagas_query(sg_store_t *st, stmt_id_t id, const params_t *p,
+                     sg_store_saga_t **out, size_t *n);
+
+#endif

@@ -61,7 +61,8 @@ typedef struct sg_retry {
 typedef struct sg_action {
     char *type;           /* the CloudEvents type of the command */
     sg_channel_t channel;
-    json_t *data;         /* the template (owned); rendered per attempt */
+    json_t *data;         /* the template (owned); rendered per attempt; an
+                             empty object when the definition has no "data" */
     int64_t timeout_ms;   /* no reply within this is a timeout */
     sg_retry_t retry;
 } sg_action_t;
@@ -89,7 +90,8 @@ typedef struct sg_def {
     char *name;
     int version;          /* >= 1 */
     char *description;    /* "" when absent */
-    char *file;           /* the file it was loaded from ("" when from a string) */
+    char *file;           /* the file it was loaded from (for sg_def_load_string
+                             the 'file' given, "" when NULL) */
     int64_t timeout_ms;   /* the saga deadline on the forward path; 0 = none */
     sg_step_t *steps;     /* every step, groups flattened, in definition order */
     int nsteps;
@@ -108,6 +110,10 @@ typedef struct sg_def_errors {
 } sg_def_errors_t;
 
 void sg_def_errors_release(sg_def_errors_t *errs);
+/* Appends one formatted problem (for checks made outside the loader, such
+ * as a version conflict). A failed allocation drops the message. */
+void sg_def_errors_addf(sg_def_errors_t *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Loads and validates a definition. 'file' names the source in messages (its
  * last path component is used, as in "order.json: $.steps[2]..."). On

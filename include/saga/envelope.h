@@ -16,7 +16,10 @@
  * - "time", when present, must be an RFC 3339 timestamp.
  * - Known attributes are non-empty strings of at most SG_ENVELOPE_ATTR_MAX
  *   bytes without control characters; unknown extension attributes are
- *   ignored.
+ *   ignored. A saga id ("sagaid", or the "id" of a start without one) has
+ *   at most SG_ENVELOPE_SAGA_ID_MAX bytes, so that the ids derived from it
+ *   (commands: "<sagaid>/<step>/<do|undo>/<attempt>") fit AMQP's 255-byte
+ *   message_id and correlation_id.
  * - "traceparent" that is not a valid W3C trace context is dropped, as the
  *   W3C specification prescribes (a new trace starts), not refused; the
  *   envelope's 'note' says why, for the log.
@@ -42,6 +45,7 @@
 #define SG_ENVELOPE_DEFAULT_MAX_BYTES 1048576 /* 1 MiB */
 #define SG_ENVELOPE_MAX_DEPTH 64              /* JSON nesting levels */
 #define SG_ENVELOPE_ATTR_MAX 1024             /* bytes in a known attribute */
+#define SG_ENVELOPE_SAGA_ID_MAX 128           /* bytes in a saga id */
 #define SG_ENVELOPE_CONTENT_TYPE "application/cloudevents+json"
 
 typedef enum sg_envelope_kind {

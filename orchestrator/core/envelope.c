@@ -427,11 +427,20 @@ static sg_err_t data_string(const sg_envelope_t *env, const char *name, const ch
     return *dst ? SG_OK : SG_ERR_NOMEM;
 }
 
+static sg_err_t check_saga_id(const sg_envelope_t *env, char *errstr, size_t errstr_size) {
+    if (strlen(env->saga_id) <= SG_ENVELOPE_SAGA_ID_MAX)
+        return SG_OK;
+    return refuse(errstr, errstr_size, "attribute \"%s\" is longer than %d bytes%s",
+                  env->sagaid ? "sagaid" : "id", SG_ENVELOPE_SAGA_ID_MAX,
+                  env->sagaid ? "" : " (it is the saga id)");
+}
+
 static sg_err_t classify_start(const json_t *root, sg_envelope_t *env, char *errstr,
                                size_t errstr_size) {
     env->kind = SG_ENVELOPE_START;
     env->saga_id = env->sagaid ? env->sagaid : env->id;
-    return need(env->sagatype, "sagatype", env->type, errstr, errstr_size);
+    sg_err_t err = need(env->sagatype, "sagatype", env->type, errstr, errstr_size);
+    return err ? err : check_saga_id(env, errstr, errstr_size);
 }
 
 static sg_err_t classify_abort(const json_t *root, sg_envelope_t *env, char *errstr,
@@ -439,6 +448,8 @@ static sg_err_t classify_abort(const json_t *root, sg_envelope_t *env, char *err
     env->kind = SG_ENVELOPE_ABORT;
     env->saga_id = env->sagaid;
     sg_err_t err = need(env->sagaid, "sagaid", env->type, errstr, errstr_size);
+    if (!err)
+        err = check_saga_id(env, errstr, errstr_size);
     return err ? err : data_string(env, "reason", "", &env->reason, errstr, errstr_size);
 }
 
@@ -462,6 +473,8 @@ static sg_err_t classify_reply(const json_t *root, sg_envelope_t *env, char *err
     env->saga_id = env->sagaid;
     char *outcome = NULL;
     sg_err_t err = need(env->sagaid, "sagaid", env->type, errstr, errstr_size);
+    if (!err)
+        err = check_saga_id(env, errstr, errstr_size);
     if (!err)
         err = need(env->sagastep, "sagastep", env->type, errstr, errstr_size);
     if (!err)

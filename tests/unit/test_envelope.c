@@ -163,6 +163,28 @@ static void test_attribute_longer_than_limit_is_refused(void **state) {
     free(msg);
 }
 
+static void test_saga_id_longer_than_128_bytes_is_refused(void **state) {
+    (void)state;
+    char id[SG_ENVELOPE_SAGA_ID_MAX + 2];
+    memset(id, 's', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    char msg[512], reason[128];
+    sg_envelope_t *env = NULL;
+    snprintf(msg, sizeof msg, "{" CE ",\"type\":\"saga.abort\",\"sagaid\":\"%s\"}", id);
+    assert_int_equal(sg_envelope_decode(msg, strlen(msg), 0, &env, reason, sizeof reason),
+                     SG_ERR_INVALID);
+    assert_string_equal(reason, "attribute \"sagaid\" is longer than 128 bytes");
+    snprintf(msg, sizeof msg, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/s\","
+             "\"type\":\"saga.start\",\"sagatype\":\"o\"}", id);
+    assert_int_equal(sg_envelope_decode(msg, strlen(msg), 0, &env, reason, sizeof reason),
+                     SG_ERR_INVALID);
+    assert_string_equal(reason, "attribute \"id\" is longer than 128 bytes (it is the saga id)");
+    id[SG_ENVELOPE_SAGA_ID_MAX] = '\0';
+    snprintf(msg, sizeof msg, "{" CE ",\"type\":\"saga.abort\",\"sagaid\":\"%s\"}", id);
+    assert_int_equal(sg_envelope_decode(msg, strlen(msg), 0, &env, reason, sizeof reason), SG_OK);
+    sg_envelope_destroy(env);
+}
+
 static void test_message_at_the_size_limit_is_accepted(void **state) {
     (void)state;
     const char *msg = "{" CE ",\"type\":\"saga.start\",\"sagatype\":\"o\"}";
@@ -440,6 +462,7 @@ int main(void) {
         cmocka_unit_test(test_each_bad_input_is_refused_with_its_reason),
         cmocka_unit_test(test_nesting_is_bounded_at_64_levels),
         cmocka_unit_test(test_attribute_longer_than_limit_is_refused),
+        cmocka_unit_test(test_saga_id_longer_than_128_bytes_is_refused),
         cmocka_unit_test(test_message_at_the_size_limit_is_accepted),
         cmocka_unit_test(test_start_without_sagaid_uses_the_event_id),
         cmocka_unit_test(test_start_with_sagaid_uses_it_and_null_data_is_empty),

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# stop.sh: stops what start.sh started for this run dir (SAGA_RUN_DIR): the
+# Kafka dev broker, the RabbitMQ node and its epmd, PostgreSQL. Fine when
+# nothing runs. With --purge also deletes the stack's data (PostgreSQL
+# cluster, RabbitMQ mnesia, logs, env file).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+purge=0
+case "${1:-}" in
+--purge) purge=1 ;;
+"") ;;
+*) die "usage: stop.sh [--purge]" ;;
+esac
+
+stop_kafka() {
+    local pid
+    if pid=$(kafka_pid); then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || { log "kafka dev broker $pid did not stop, killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+        log "kafka dev broker stopped"
+    fi
+    rm -f "$KAFKA_PID" "$KAFKA_BOOTSTRAP"
+}
+
+stop_pg() {
+    if pg_running; then
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
+        log "postgresql stopped"
+    fi
+}
+
+load_ports
+stop_kafka
+rmq_stop
+stop_pg
+rm -f "$ENV_FILE"
+if ((purge)); then
+    rm -rf "$PG_BASE" "$RMQ_BASE" "$STACK_CONF" "$KAFKA_LOG" "$KAFKA_CONTROL" "$SAGA_RUN_DIR/postgresql"
+    rmdir "$SAGA_RUN_DIR" 2>/dev/null || true
+    log "stack data purged"
+fi

@@ -22,6 +22,7 @@
 
 #include "saga/def.h"
 #include "saga/err.h"
+#include "saga/outcome.h"
 
 /* ---- statuses ---- */
 
@@ -118,10 +119,6 @@ typedef enum sg_input_kind {
     SG_INPUT_RETRY = 5, /* an operator's retry of a failed saga */
 } sg_input_kind_t;
 
-typedef enum sg_outcome {
-    SG_OUTCOME_SUCCESS = 1,
-    SG_OUTCOME_FAILURE = 2,
-} sg_outcome_t;
 
 /* Timers carry the step and the attempt they were armed for; one that does
  * not match the state any more is stale and ignored. */

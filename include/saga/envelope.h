@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "saga/err.h"
+#include "saga/outcome.h"
 
 #define SG_ENVELOPE_DEFAULT_MAX_BYTES 1048576 /* 1 MiB */
 #define SG_ENVELOPE_MAX_DEPTH 64              /* JSON nesting levels */
@@ -54,11 +55,6 @@ typedef enum sg_envelope_kind {
     SG_ENVELOPE_REPLY = 3, /* "saga.reply" */
 } sg_envelope_kind_t;
 
-typedef enum sg_outcome {
-    SG_OUTCOME_NONE = 0, /* not a reply */
-    SG_OUTCOME_SUCCESS = 1,
-    SG_OUTCOME_FAILURE = 2,
-} sg_outcome_t;
 
 /* A decoded incoming message. Strings are owned by the envelope; optional
  * ones are NULL when absent. Free with sg_envelope_destroy. */

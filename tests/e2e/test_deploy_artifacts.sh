@@ -154,7 +154,7 @@ open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
 import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 s.serve_forever()
 EOF
-"$PY" "$TMP/server.py" "$TMP/port" &
+"$PY" "$TMP/server.py" "$TMP/port" 2>"$TMP/server.log" &
 SERVER_PID=$!
 for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
 if [ -s "$TMP/port" ]; then

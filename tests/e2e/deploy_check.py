@@ -376,7 +376,7 @@ def check_dockerfile():
 
 # ---- compose -----------------------------------------------------------------
 
-def check_compose(stage_names, sagas_topics):
+def check_compose(stage_names, channels):
     path = os.path.join(DEPLOY, "compose.yaml")
     try:
         doc = load_all(path)[0]
@@ -427,7 +427,8 @@ def check_compose(stage_names, sagas_topics):
     check(ok, "compose: Kafka CLUSTER_ID is a base64 UUID", cid)
     init_cmd = json.dumps(services["kafka-init"].get("command", ""))
     auto = str(kenv.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "")).lower() == "true"
-    for topic in ["saga.commands", "saga.replies", "saga.events"] + sorted(sagas_topics):
+    topics = sorted(c[len("kafka:"):] for c in channels if c.startswith("kafka:"))
+    for topic in ["saga.commands", "saga.replies", "saga.events"] + topics:
         check(topic in init_cmd, "compose: kafka-init creates topic %s" % topic,
               "auto-creation %s" % ("on" if auto else "off"))
     check(str(services["postgres"].get("image", "")).startswith("postgres:15"), "compose: PostgreSQL 15")
@@ -451,6 +452,10 @@ def check_compose(stage_names, sagas_topics):
             unknown = [k for k in env if k.startswith("SAGA_") and k not in known]
             check(not unknown, "compose: %s's SAGA_ variables are configuration keys" % name,
                   ", ".join(unknown))
+    pcmd = services["participant"].get("command", [])
+    pchans = {pcmd[i + 1] for i, a in enumerate(pcmd[:-1]) if a == "--channel"}
+    for ch in sorted(channels):
+        check(ch in pchans, "compose: the participant consumes %s" % ch)
     senv = sagad.get("environment", {})
     check(str(senv.get("SAGA_HTTP_LISTEN", "")).startswith("0.0.0.0:9464"),
           "compose: sagad listens on 0.0.0.0:9464 in its container")
@@ -465,6 +470,37 @@ def check_compose(stage_names, sagas_topics):
         check(os.path.normpath(os.path.join(DEPLOY, mounts[conf])) ==
               os.path.normpath(os.path.join(DEPLOY, "config", "sagad.json")),
               "compose: the mounted configuration is deploy/config/sagad.json")
+
+
+# ---- saga definitions ------------------------------------------------------------
+
+def definition_channels(d):
+    """Every channel a definition sends commands or compensations to."""
+    out = set()
+    for step in d.get("steps", []):
+        for member in [step] + step.get("parallel", []):
+            for part in ("command", "compensation"):
+                ch = (member.get(part) or {}).get("channel")
+                if ch:
+                    out.add(ch)
+    return out
+
+
+def repo_definition_channels():
+    """Channels of the example definitions in sagas/, which the image ships."""
+    out = set()
+    sdir = os.path.join(SRC, "sagas")
+    if not os.path.isdir(sdir):
+        return out
+    for f in sorted(os.listdir(sdir)):
+        if f.endswith(".json") and not f.startswith("."):
+            try:
+                d = json.loads(read(os.path.join("sagas", f)))
+            except ValueError:
+                continue
+            if isinstance(d, dict) and "steps" in d:
+                out |= definition_channels(d)
+    return out
 
 
 # ---- Kubernetes ----------------------------------------------------------------
@@ -563,7 +599,7 @@ def check_k8s():
             d = json.loads(body)
             check(key.endswith(".json") and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", str(d.get("name")))
                   and d.get("steps"), "k8s: saga definition %s parses and has a name and steps" % key)
-            topics |= set(re.findall(r'"kafka:([A-Za-z0-9._-]+)"', body))
+            topics |= definition_channels(d)
         except ValueError as e:
             check(False, "k8s: saga definition %s parses as JSON" % key, str(e))
     svc = get("Service")[0] if get("Service") else {}
@@ -599,8 +635,9 @@ def main():
     check_yaml_parses()
     check_example_config()
     stage_names = check_dockerfile()
-    topics = check_k8s()
-    check_compose(stage_names, topics)
+    channels = check_k8s() | repo_definition_channels()
+    check(len(channels) > 0, "channels of the saga definitions found")
+    check_compose(stage_names, channels)
     check_dashboard(sys.argv[2] if len(sys.argv) > 2 else None)
     check_alerts()
     print("%d failed" % len(failures) if failures else "all deploy checks passed")

@@ -95,9 +95,10 @@ run_fuzzer() {
         cp "$REPO"/sagas/*.json "$corpus/"
     fi
     mkdir -p "$REPO/build-fuzz/artifacts"
+    local log=$REPO/build-fuzz/artifacts/$name.log rc=0
     "$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
-        -artifact_prefix="$REPO/build-fuzz/artifacts/$name-" "$corpus" 2>&1 | tail -n 25
-    local rc=${PIPESTATUS[0]}
+        -artifact_prefix="$REPO/build-fuzz/artifacts/$name-" "$corpus" >"$log" 2>&1 || rc=$?
+    if ((rc == 0)); then tail -n 8 "$log"; else cat "$log"; fi
     rm -rf "$corpus"
     return "$rc"
 }

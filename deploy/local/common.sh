@@ -66,10 +66,11 @@ PG_BASE=/tmp/saga-pg-$RUN_KEY
 PG_DATA=$PG_BASE/data
 PG_LOG=$PG_BASE/postgres.log
 
-# Runs a command as the postgres user (initdb and the server refuse root).
+# Runs a command as the postgres user (initdb and the server refuse root),
+# from / since the current folder may be closed to that user.
 as_pg() {
     if [[ $(id -u) == 0 ]]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

@@ -18,7 +18,8 @@ PACKAGES=(
     # services of the local stack and the tests
     postgresql postgresql-contrib rabbitmq-server
     # test, benchmark and operations tools
-    kcat faketime gnuplot prometheus python3 curl jq procps util-linux iproute2
+    kcat faketime gnuplot prometheus python3 python3-jsonschema python3-yaml systemd
+    curl jq procps util-linux iproute2
 )
 
 missing=()

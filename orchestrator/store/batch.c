@@ -222,28 +222,28 @@ static sg_err_t finish_control(sg_store_t *st, const char *what) {
 
 /* ---- the batch ---- */
 
+/* Reads item k's answers; the BEGIN segment's come before item 0's. */
+static sg_err_t read_item(sg_store_t *st, sg_store_item_t *items, segment_t *segs, size_t k) {
+    sg_err_t err = k == 0 ? finish_control(st, "cannot begin the batch") : SG_OK;
+    return err ? err : finish_item(st, &items[k], &segs[k]);
+}
+
 static sg_err_t run_pipeline(sg_store_t *st, sg_store_item_t *items, size_t n,
                              segment_t *segs) {
-    size_t nread = 0;
-    sg_err_t err = SG_OK;
+    sg_err_t err;
     if (!send_pair(st, ST_BEGIN, ST_SAVEPOINT))
         return store_fail(st, NULL, "batch not sent");
     for (size_t i = 0; i < n; i++) {
         segs[i].nqueries = send_item(st, &items[i], &segs[i].saga_at);
         if (segs[i].nqueries < 0)
             return store_fail(st, NULL, "batch not sent");
-        if (i == READ_BEHIND && (err = finish_control(st, "cannot begin the batch")))
+        if (i >= READ_BEHIND && (err = read_item(st, items, segs, i - READ_BEHIND)))
             return err;
-        for (; i >= READ_BEHIND && nread + READ_BEHIND <= i; nread++)
-            if ((err = finish_item(st, &items[nread], &segs[nread])))
-                return err;
     }
     if (!send_pair(st, ST_SAVEPOINT_ROLLBACK, ST_COMMIT))
         return store_fail(st, NULL, "batch not sent");
-    if (n <= READ_BEHIND && (err = finish_control(st, "cannot begin the batch")))
-        return err;
-    for (; nread < n; nread++)
-        if ((err = finish_item(st, &items[nread], &segs[nread])))
+    for (size_t k = n > READ_BEHIND ? n - READ_BEHIND : 0; k < n; k++)
+        if ((err = read_item(st, items, segs, k)))
             return err;
     return finish_control(st, "cannot commit the batch");
 }

@@ -246,7 +246,7 @@ static void saga_event(apply_t *c, int from, int to) {
         return;
     case SG_SAGA_COMPENSATING: return event(c, "saga.compensating", NULL, data);
     case SG_SAGA_COMPLETED:
-        json_object_set(data, "context", sg->context);
+        json_object_set_new(data, "context", sg_engine_xjson(json_deep_copy(sg->context)));
         return event(c, "saga.completed", NULL, data);
     case SG_SAGA_COMPENSATED: return event(c, "saga.compensated", NULL, data);
     case SG_SAGA_FAILED: return event(c, "saga.failed", NULL, data);
@@ -772,6 +772,17 @@ static void on_start(apply_t *c, const sg_input_t *in) {
         start_stage(c, 0);
 }
 
+/* context.steps.<name> = result. The context is shared with the state the
+ * apply started from: replace it (sharing what did not change). */
+static void merge_result(sg_saga_t *sg, const char *name, const json_t *result) {
+    json_t *ctx = sg_engine_xjson(json_copy(sg->context));
+    json_t *steps = sg_engine_xjson(json_copy(json_object_get(ctx, "steps")));
+    json_object_set_new(steps, name, sg_engine_xjson(result ? json_deep_copy(result) : json_null()));
+    json_object_set_new(ctx, "steps", steps);
+    json_decref(sg->context);
+    sg->context = ctx;
+}
+
 static json_t *failure_error(const json_t *data) {
     if (json_is_object(data) && json_is_string(json_object_get(data, "code")))
         return sg_engine_xjson(json_deep_copy(data));
@@ -808,8 +819,7 @@ static void on_reply(apply_t *c, const sg_input_t *in) {
         return settle_undo(c);
     }
     set_error(st, NULL);
-    json_object_set_new(json_object_get(sg->context, "steps"), st->name,
-                        sg_engine_xjson(in->data ? json_deep_copy(in->data) : json_null()));
+    merge_result(sg, st->name, in->data);
     transition(c, i, SG_STEP_SUCCEEDED, NULL);
     settle_forward(c);
 }

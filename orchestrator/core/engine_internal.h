@@ -53,7 +53,7 @@ struct sg_saga {
     char *reason;
     int64_t created_ms;
     int64_t updated_ms;
-    json_t *context;
+    json_t *context;         /* shared by copies: never changed in place */
     step_state_t *steps;
     int nsteps;
 };

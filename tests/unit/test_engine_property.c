@@ -8,7 +8,8 @@
  * answers everything and an operator retries failed sagas.
  *
  * Checked for every sequence, against a model the test keeps on its own:
- *  P1 every saga reaches completed or compensated once answered;
+ *  P1 every saga reaches completed or compensated once answered, with no
+ *     timer left armed;
  *  P2 a completed saga ran every step successfully exactly once and sent
  *     no compensation;
  *  P3 a compensated saga sent compensations exactly for the steps with a
@@ -17,10 +18,13 @@
  *     was undone exactly once;
  *  P4 compensations go stage by stage in reverse order: no compensation of
  *     an earlier stage before every member of a later one is undone;
- *  P5 nothing is compensated once a pivot step succeeded;
+ *  P5 nothing is compensated once a pivot step succeeded, or once its
+ *     outcome was unknown (it may have happened);
  *  P6 command ids are unique, attempts of a step count up one by one;
  *  P7 replaying the inputs recorded in the history onto a fresh state gives
  *     the same serialized state and the same history;
+ *  P8 before the pivot, once a member of a stage failed for good, no member
+ *     of that stage is sent again until the saga leaves the forward path;
  *  and, after every apply, the invariants and that ignored inputs change
  *  nothing (engine_sim.h).
  *
@@ -504,9 +508,9 @@ static bool needs_undo(const run_t *r, int i) {
     return r->def->steps[i].has_compensation && (r->model[i].successes > 0 || r->model[i].unknown);
 }
 
-static bool pivot_succeeded(const run_t *r) {
+static bool pivot_succeeded_or_unknown(const run_t *r) {
     for (int i = 0; i < r->def->nsteps; i++)
-        if (r->def->steps[i].pivot && r->model[i].successes > 0)
+        if (r->def->steps[i].pivot && (r->model[i].successes > 0 || r->model[i].unknown))
             return true;
     return false;
 }
@@ -517,6 +521,8 @@ static void check_outcome(run_t *r) {
     int undos = 0;
     for (int k = 0; k < r->sim.ncmds; k++)
         undos += r->sim.cmds[k].undo;
+    check(r, r->sim.ntimers == 0, "P1: %d timers still armed when the saga is %s", r->sim.ntimers,
+          sg_saga_status_str(st));
     for (int i = 0; i < def->nsteps; i++)
         check(r, r->model[i].successes <= 1, "step %s succeeded %d times", def->steps[i].name,
               r->model[i].successes);
@@ -527,8 +533,10 @@ static void check_outcome(run_t *r) {
         check(r, undos == 0, "P2: completed with %d compensations sent", undos);
         return;
     }
+    if (pivot_succeeded_or_unknown(r))
+        check(r, undos == 0, "P5: %d compensations sent after the pivot", undos);
     check(r, st == SG_SAGA_COMPENSATED, "P1: ended %s", sg_saga_status_str(st));
-    check(r, !pivot_succeeded(r), "P5: compensated after the pivot succeeded");
+    check(r, !pivot_succeeded_or_unknown(r), "P5: compensated after the pivot succeeded or was unknown");
     for (int i = 0; i < def->nsteps; i++) {
         bool sent = sim_first_undo(&r->sim, def->steps[i].name) >= 0;
         check(r, sent == needs_undo(r, i), "P3: step %s: compensation sent %d, needed %d",
@@ -568,6 +576,28 @@ static void check_undo_order(run_t *r) {
             check(r, done_before[j] <= a, "P4: %s compensated before %s of a later stage was undone",
                   c->step, def->steps[j].name);
         }
+    }
+}
+
+/* P8: from the history, no command of a failing stage goes out again. */
+static void check_failing_stage(run_t *r) {
+    int failing = -1;
+    bool pivot = false;
+    size_t k;
+    json_t *h;
+    json_array_foreach(r->sim.history, k, h) {
+        const char *ev = json_string_value(json_object_get(h, "event"));
+        const char *step = json_string_value(json_object_get(h, "step"));
+        int i = step ? step_of(r, step) : -1;
+        if (strncmp(ev, "saga.", 5) == 0)
+            failing = -1;
+        else if (strcmp(ev, "step.succeeded") == 0 && r->def->steps[i].pivot)
+            pivot = true;
+        else if (!pivot && (strcmp(ev, "step.failed") == 0 || strcmp(ev, "step.timed_out") == 0))
+            failing = r->def->steps[i].stage;
+        else if (strcmp(ev, "command.sent") == 0 && i >= 0 && r->def->steps[i].stage == failing)
+            check(r, json_is_true(json_object_get(json_object_get(h, "detail"), "undo")),
+                  "P8: %s sent again while its stage is failing", step);
     }
 }
 
@@ -673,6 +703,7 @@ static void run_sequence(const sg_def_t *def, const json_t *results, const json_
     check_outcome(r);
     check_undo_order(r);
     check_ids(r);
+    check_failing_stage(r);
     check_replay(r);
     outcome_counts[sg_saga_status(r->sim.saga)]++;
     count_paths(r);

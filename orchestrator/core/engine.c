@@ -281,10 +281,11 @@ static void step_times(apply_t *c, step_state_t *st, int to) {
 static void transition(apply_t *c, int i, int to, const char *why) {
     sg_saga_t *sg = c->sg;
     int from;
+    bool legal;
     const char *name;
     if (i < 0) {
         from = sg->status;
-        assert(saga_edges[from] & B(to));
+        legal = saga_edges[from] & B(to);
         sg->status = to;
         if (why && to != SG_SAGA_RUNNING) {
             free(sg->reason);
@@ -294,7 +295,7 @@ static void transition(apply_t *c, int i, int to, const char *why) {
     } else {
         step_state_t *st = &sg->steps[i];
         from = st->status;
-        assert(step_edges[from] & B(to));
+        legal = step_edges[from] & B(to);
         st->status = to;
         step_times(c, st, to);
         if (to == SG_STEP_SUCCEEDED && c->def->steps[i].pivot) {
@@ -308,6 +309,9 @@ static void transition(apply_t *c, int i, int to, const char *why) {
         "to", i < 0 ? sg_saga_status_str(to) : sg_step_status_str(to)));
     if (why)
         json_object_set_new(detail, "reason", jstr(why));
+    assert(legal);
+    if (!legal) /* a bug: keep going, but say so where an operator looks */
+        json_object_set_new(detail, "illegal", json_true());
     history(c, name, i < 0 ? NULL : sg->steps[i].name, detail);
     if (i < 0)
         saga_event(c, from, to);

@@ -252,7 +252,7 @@ static void collect_input_refs(const json_t *tmpl, json_t *input) {
 
 typedef struct reply {
     char step[SG_NAME_MAX + 1];
-    char causation[256];
+    char causation[300];
     bool ok;
     bool retryable;
     bool empty; /* a success without the fields later templates need */
@@ -423,8 +423,11 @@ static void stale_reply(run_t *r) {
     snprintf(rep.step, sizeof rep.step, "%s", chance(&r->rng, 70) ? c->step : other->name);
     snprintf(rep.causation, sizeof rep.causation, "%s%s", c->id, chance(&r->rng, 50) ? "" : "x");
     const sim_cmd_t *last = sim_last_cmd(&r->sim, rep.step);
-    if (last && strcmp(last->id, rep.causation) == 0)
-        strncat(rep.causation, "x", sizeof rep.causation - strlen(rep.causation) - 1);
+    size_t n = strlen(rep.causation);
+    if (last && strcmp(last->id, rep.causation) == 0 && n + 1 < sizeof rep.causation) {
+        rep.causation[n] = 'x'; /* never the awaited one */
+        rep.causation[n + 1] = '\0';
+    }
     deliver(r, &rep);
 }
 

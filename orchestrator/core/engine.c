@@ -58,7 +58,9 @@
  *   times a factor drawn uniformly in [0.8, 1.2], capped at max again.
  *
  * Invariants (sg_saga_check_invariants, asserted after every apply):
- *  I1  the state matches its definition: same hash, same steps in order.
+ *  I1  the state matches its definition: same hash, same steps in order,
+ *      a stage in range, a traceparent and a context (an apply refuses a
+ *      state that breaks any invariant, as a stored row may be damaged).
  *  I2  attempt budgets: base <= attempt, attempt - base <= max_attempts.
  *  I3  a step awaits a reply (with the id of its last attempt) or waits for
  *      a retry, never both; it does either iff it is RUNNING, or it is
@@ -962,6 +964,11 @@ static sg_err_t check_call(const sg_def_t *def, const sg_saga_t *saga, const sg_
                  saga->def_sha256, def->name, def->sha256);
         return SG_ERR_INVALID;
     }
+    char why[256];
+    if (saga && sg_saga_check_invariants(def, saga, why, sizeof why) != SG_OK) {
+        snprintf(errstr, errstr_size, "saga \"%s\" has a broken state: %s", saga->id, why);
+        return SG_ERR_INVALID;
+    }
     return SG_OK;
 }
 
@@ -1009,6 +1016,20 @@ sg_err_t sg_engine_apply(const sg_def_t *def, const sg_saga_t *saga, const sg_in
         }                                                 \
     } while (0)
 
+/* Whether 'id' is "<saga>/<step>/<do|undo>/<attempt>". */
+static bool is_command_id(const char *id, const char *saga, const char *step, bool undo,
+                          int attempt) {
+    const char *parts[] = {saga, "/", step, "/", undo ? "undo" : "do", "/"};
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+        size_t n = strlen(parts[k]);
+        if (strncmp(id, parts[k], n) != 0)
+            return false;
+        id += n;
+    }
+    char *end = NULL;
+    return *id >= '1' && *id <= '9' && strtol(id, &end, 10) == attempt && *end == '\0';
+}
+
 static sg_err_t check_step(const sg_def_t *def, const sg_saga_t *sg, int i, char *errstr,
                            size_t errstr_size) {
     const step_state_t *st = &sg->steps[i];
@@ -1024,13 +1045,9 @@ static sg_err_t check_step(const sg_def_t *def, const sg_saga_t *sg, int i, char
           "I2: step \"%s\" compensation attempts %d base %d", n, st->undo_attempt, st->undo_base);
     CHECK(!(st->awaiting && st->retry_at_ms), "I3: step \"%s\" awaits a reply and a retry", n);
     bool undoing = st->status == SG_STEP_COMPENSATING;
-    if (st->awaiting) {
-        char id[1024];
-        snprintf(id, sizeof id, "%s/%s/%s/%d", sg->id, n, undoing ? "undo" : "do",
-                 undoing ? st->undo_attempt : st->do_attempt);
-        CHECK(strcmp(id, st->awaiting) == 0, "I3: step \"%s\" awaits \"%s\", not \"%s\"", n,
-              st->awaiting, id);
-    }
+    CHECK(!st->awaiting || is_command_id(st->awaiting, sg->id, n, undoing,
+                                         undoing ? st->undo_attempt : st->do_attempt),
+          "I3: step \"%s\" awaits \"%s\", not its last attempt", n, st->awaiting);
     CHECK(!busy(st) || st->status == SG_STEP_RUNNING || undoing,
           "I3: step \"%s\" is %s with something in flight", n, sg_step_status_str(st->status));
     CHECK(!(st->status == SG_STEP_RUNNING) || busy(st), "I3: step \"%s\" runs with nothing in flight", n);
@@ -1108,6 +1125,11 @@ sg_err_t sg_saga_check_invariants(const sg_def_t *def, const sg_saga_t *sg, char
                                   size_t errstr_size) {
     CHECK(strcmp(sg->def_sha256, def->sha256) == 0 && sg->nsteps == def->nsteps,
           "I1: saga of another definition");
+    CHECK(sg->stage >= 0 && (sg->stage < def->nstages || (sg->stage == 0 && !def->nstages)),
+          "I1: stage %d out of range", sg->stage);
+    CHECK(strlen(sg->traceparent) == SG_TRACEPARENT_LEN && sg->context &&
+              json_is_object(json_object_get(sg->context, "steps")),
+          "I1: no traceparent or context");
     bool pivot_ok = false;
     for (int i = 0; i < sg->nsteps; i++) {
         sg_err_t err = check_step(def, sg, i, errstr, errstr_size);

@@ -56,6 +56,12 @@
  *   members of a compensated group all settle before the saga fails.
  * - Retry delay after attempt n: min(max, initial * multiplier^(n-1)),
  *   times a factor drawn uniformly in [0.8, 1.2], capped at max again.
+ * - A failure reply without "retryable": true is not retryable.
+ * - An operator retry gives fresh attempts (max_attempts again) but attempt
+ *   numbers, and so command ids, keep counting up.
+ * - Lifecycle event ids are <sagaid>/event/<n>; a command's traceparent
+ *   keeps the saga's trace id with a new span id from the saga's generator;
+ *   a saga started without a valid traceparent gets a new trace id.
  *
  * Invariants (sg_saga_check_invariants, asserted after every apply):
  *  I1  the state matches its definition: same hash, same steps in order,

@@ -55,13 +55,13 @@ typedef struct fx {
 
 static fx_t fx;
 
-static int64_t fx_now(void) {
+static inline int64_t fx_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int fx_add_def(sg_def_set_t *set, const char *text) {
+static inline int fx_add_def(sg_def_set_t *set, const char *text) {
     sg_def_t *def = NULL;
     sg_def_errors_t errs = {0};
     char errstr[256];
@@ -77,7 +77,7 @@ static int fx_add_def(sg_def_set_t *set, const char *text) {
 }
 
 /* Group setup: a fresh database with both definitions stored. */
-static int fx_setup(void **state) {
+static inline int fx_setup(void **state) {
     char errstr[512];
     if (testdb_setup(state) != 0)
         return -1;
@@ -93,14 +93,14 @@ static int fx_setup(void **state) {
     return 0;
 }
 
-static int fx_teardown(void **state) {
+static inline int fx_teardown(void **state) {
     sg_defcache_destroy(fx.dc);
     sg_store_destroy(fx.st);
     return testdb_teardown(state);
 }
 
 /* Starts saga 'id' of definition 'type' (the daemon's start path). */
-static void fx_start(const char *id, const char *type) {
+static inline void fx_start(const char *id, const char *type) {
     char errstr[512];
     json_t *data = json_pack("{s:s}", "order", id);
     sg_input_t in = {.kind = SG_INPUT_START, .saga_id = id, .seed = 7, .data = data,
@@ -119,7 +119,7 @@ static void fx_start(const char *id, const char *type) {
 
 /* Applies one input to saga 'id' through sg_transition_run_one; returns
  * whether the engine ignored it. */
-static bool fx_apply(const char *id, const sg_input_t *in, const char *message_id) {
+static inline bool fx_apply(const char *id, const sg_input_t *in, const char *message_id) {
     char errstr[512];
     sg_transition_t *tr = NULL;
     sg_err_t err = sg_transition_run_one(fx.st, fx.dc, id, in, message_id, fx_now(), &FX_ENV,
@@ -134,7 +134,7 @@ static bool fx_apply(const char *id, const sg_input_t *in, const char *message_i
 
 /* A reply to attempt 'attempt' of the command (or compensation) of 'step':
  * success, or a failure {"code": code, "message": ..., "retryable": false}. */
-static void fx_reply(const char *id, const char *step, bool undo, int attempt,
+static inline void fx_reply(const char *id, const char *step, bool undo, int attempt,
                      const char *failure_code) {
     char causation[256];
     snprintf(causation, sizeof causation, "%s/%s/%s/%d", id, step, undo ? "undo" : "do",
@@ -151,32 +151,32 @@ static void fx_reply(const char *id, const char *step, bool undo, int attempt,
 }
 
 /* Sagas in each state; each returns the version (transitions applied). */
-static int64_t fx_running(const char *id) { /* reserve done, charge in flight */
+static inline int64_t fx_running(const char *id) { /* reserve done, charge in flight */
     fx_start(id, "shop");
     fx_reply(id, "reserve", false, 1, NULL);
     return 2;
 }
 
-static int64_t fx_completed(const char *id) {
+static inline int64_t fx_completed(const char *id) {
     fx_running(id);
     fx_reply(id, "charge", false, 1, NULL);
     fx_reply(id, "ship", false, 1, NULL);
     return 4;
 }
 
-static int64_t fx_compensating(const char *id) { /* charge declined, release in flight */
+static inline int64_t fx_compensating(const char *id) { /* charge declined, release in flight */
     fx_running(id);
     fx_reply(id, "charge", false, 1, "declined");
     return 3;
 }
 
-static int64_t fx_compensated(const char *id) {
+static inline int64_t fx_compensated(const char *id) {
     fx_compensating(id);
     fx_reply(id, "reserve", true, 1, NULL);
     return 4;
 }
 
-static int64_t fx_failed(const char *id) { /* the release failed: stuck in compensation */
+static inline int64_t fx_failed(const char *id) { /* the release failed: stuck in compensation */
     fx_compensating(id);
     fx_reply(id, "reserve", true, 1, "gone");
     return 4;
@@ -190,7 +190,7 @@ typedef struct cli_run {
     char *err;
 } cli_run_t;
 
-static char *fx_slurp(int fd) {
+static inline char *fx_slurp(int fd) {
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap);
     ssize_t got;
@@ -211,7 +211,7 @@ static char *fx_slurp(int fd) {
     return buf;
 }
 
-static int fx_tmpfile(void) {
+static inline int fx_tmpfile(void) {
     char path[] = "/tmp/sagactl-test-XXXXXX";
     int fd = mkstemp(path);
     if (fd >= 0)
@@ -221,11 +221,10 @@ static int fx_tmpfile(void) {
 
 /* Runs sagactl with 'args' (NULL-terminated, without the program name) and
  * SAGA_DATABASE_URL = 'db' (NULL: unset). 'columns' sets COLUMNS (NULL:
- * unset). Does not wait when 'pid' is not NULL: then *pid is the child and
- * fx_wait collects it. */
-static cli_run_t fx_spawn(const char *db, const char *columns, const char *const *args,
-                          pid_t *pid, int fds[2]) {
-    cli_run_t r = {.rc = -1};
+ * unset). Does not wait: *pid is the child, and fx_wait collects its exit
+ * status and output (fds are the files holding its stdout and stderr). */
+static inline void fx_spawn(const char *db, const char *columns, const char *const *args,
+                            pid_t *pid, int fds[2]) {
     const char *argv[32] = {SAGACTL};
     int n = 1;
     for (; args[n - 1] && n < 31; n++)
@@ -252,10 +251,9 @@ static cli_run_t fx_spawn(const char *db, const char *columns, const char *const
         _exit(127);
     }
     *pid = child;
-    return r;
 }
 
-static cli_run_t fx_wait(pid_t pid, int fds[2]) {
+static inline cli_run_t fx_wait(pid_t pid, int fds[2]) {
     cli_run_t r = {.rc = -1};
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -265,7 +263,7 @@ static cli_run_t fx_wait(pid_t pid, int fds[2]) {
     return r;
 }
 
-static cli_run_t fx_cli_env(const char *db, const char *columns, const char *const *args) {
+static inline cli_run_t fx_cli_env(const char *db, const char *columns, const char *const *args) {
     pid_t pid;
     int fds[2];
     fx_spawn(db, columns, args, &pid, fds);
@@ -275,14 +273,14 @@ static cli_run_t fx_cli_env(const char *db, const char *columns, const char *con
 /* sagactl ARGS... against the test database. */
 #define CLI(...) fx_cli_env(testdb.conninfo, NULL, (const char *const[]){__VA_ARGS__, NULL})
 
-static void fx_free(cli_run_t *r) {
+static inline void fx_free(cli_run_t *r) {
     free(r->out);
     free(r->err);
     r->out = r->err = NULL;
 }
 
 /* Checks the exit status, printing the output when it is not the one. */
-static void fx_expect_rc(const cli_run_t *r, int rc) {
+static inline void fx_expect_rc(const cli_run_t *r, int rc) {
     if (r->rc != rc)
         fprintf(stderr, "sagactl exited %d, want %d\nstdout:\n%s\nstderr:\n%s\n", r->rc, rc,
                 r->out, r->err);
@@ -290,7 +288,7 @@ static void fx_expect_rc(const cli_run_t *r, int rc) {
 }
 
 /* The stdout of a run as JSON (the test fails when it is not JSON). */
-static json_t *fx_json(const cli_run_t *r) {
+static inline json_t *fx_json(const cli_run_t *r) {
     json_error_t jerr;
     json_t *doc = json_loads(r->out, 0, &jerr);
     if (!doc)
@@ -299,7 +297,7 @@ static json_t *fx_json(const cli_run_t *r) {
     return doc;
 }
 
-static const char *fx_str(const json_t *obj, const char *key) {
+static inline const char *fx_str(const json_t *obj, const char *key) {
     const json_t *v = json_object_get(obj, key);
     if (!json_is_string(v))
         fprintf(stderr, "no string \"%s\" in the JSON\n", key);
@@ -308,7 +306,7 @@ static const char *fx_str(const json_t *obj, const char *key) {
 }
 
 /* True when 's' is an RFC 3339 UTC time "YYYY-MM-DDTHH:MM:SS(.fff)Z". */
-static bool fx_is_rfc3339_utc(const char *s) {
+static inline bool fx_is_rfc3339_utc(const char *s) {
     int y, mo, d, h, mi, sec, ms, used = 0;
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms, &used) == 7 &&
         used == (int)strlen(s))
@@ -319,7 +317,7 @@ static bool fx_is_rfc3339_utc(const char *s) {
 }
 
 /* The line of 'text' that contains 'needle', copied into buf ("" if none). */
-static const char *fx_line_with(const char *text, const char *needle, char *buf, size_t size) {
+static inline const char *fx_line_with(const char *text, const char *needle, char *buf, size_t size) {
     const char *hit = strstr(text, needle);
     buf[0] = '\0';
     if (!hit)

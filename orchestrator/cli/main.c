@@ -39,6 +39,9 @@ int main(int argc, char **argv) {
     if (i + 1 < argc && !strcmp(argv[i], "--db")) {
         setenv("SAGA_DATABASE_URL", argv[i + 1], 1);
         i += 2;
+    } else if (i < argc && !strncmp(argv[i], "--db=", 5)) {
+        setenv("SAGA_DATABASE_URL", argv[i] + 5, 1);
+        i++;
     }
     if (i >= argc) {
         usage(stderr);

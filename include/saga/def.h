@@ -100,6 +100,7 @@ typedef struct sg_def {
     json_t *body;         /* the definition as loaded (owned) */
     char *canonical;      /* canonical JSON: sorted keys, no whitespace */
     char sha256[65];      /* hex SHA-256 of 'canonical' */
+    int pivot_step;       /* index in steps of the pivot, -1 when none */
 } sg_def_t;
 
 /* A list of problems, each "FILE: JSON-PATH: message", in document order. */

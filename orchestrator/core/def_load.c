@@ -82,6 +82,8 @@ static sg_err_t build_step(sg_def_t *def, const json_t *obj, int stage, const in
     step->index = def->nsteps++;
     step->stage = stage;
     step->pivot = json_is_true(json_object_get(obj, "pivot"));
+    if (step->pivot)
+        def->pivot_step = step->index;
     if (!(step->name = dup_or_empty(str_of(obj, "name"))))
         return SG_ERR_NOMEM;
     sg_retry_overlay(&retry, json_object_get(obj, "retry"), false);
@@ -159,6 +161,7 @@ static sg_err_t build(sg_def_t *def, json_t *body, const char *file) {
     sg_err_t err;
 
     def->body = json_incref(body);
+    def->pivot_step = -1;
     sg_retry_overlay(&in.cmd, retry, false);
     sg_retry_overlay(&in.comp, retry, true);
     def->version = (int)json_integer_value(json_object_get(body, "version"));
@@ -180,6 +183,11 @@ static sg_err_t load(const char *shown, const char *file, const char *text, size
     sg_err_t err;
 
     *out = NULL;
+    /* Some editors start UTF-8 files with a byte order mark: not JSON. */
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) {
+        text += 3;
+        len -= 3;
+    }
     json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!body) {
         sg_def_errors_addf(errs, "%s: line %d, column %d: %s", shown, jerr.line, jerr.column,

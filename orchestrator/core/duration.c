@@ -86,7 +86,7 @@ void sg_duration_format(int64_t ms, char *buf, size_t buf_size) {
 }
 
 int64_t sg_duration_or(const json_t *val, int64_t fallback) {
-    char err[8];
+    char err[160];
     int64_t ms;
     if (!json_is_string(val) || sg_duration_parse(json_string_value(val), &ms, err, sizeof err))
         return fallback;

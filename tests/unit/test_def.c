@@ -498,6 +498,7 @@ static void test_contract_example_loads_into_stages_and_steps(void **state) {
 
     const sg_step_t *ship = sg_def_step(def, "ship_order");
     assert_true(ship->pivot);
+    assert_int_equal(def->pivot_step, ship->index);
     assert_false(charge->pivot);
     assert_int_equal(ship->command.retry.max_attempts, 3);
     sg_def_destroy(def);
@@ -534,6 +535,7 @@ static void test_built_in_defaults_apply_without_defaults(void **state) {
     sg_def_t *def = load_ok("{" HEAD "'steps':[{'name':'a'," CMD "," COMP "}]}");
     const sg_step_t *a = &def->steps[0];
     assert_string_equal(def->description, "");
+    assert_int_equal(def->pivot_step, -1);
     assert_int_equal(a->command.timeout_ms, 30000);
     assert_int_equal(a->command.retry.max_attempts, 3);
     assert_int_equal(a->command.retry.initial_backoff_ms, 200);
@@ -659,6 +661,15 @@ static void test_string_without_file_name_is_shown_as_string(void **state) {
     sg_def_errors_release(&errs);
 }
 
+static void test_byte_order_mark_is_skipped(void **state) {
+    (void)state;
+    sg_def_t *plain = load_ok("{" HEAD ONE_STEP "}");
+    sg_def_t *marked = load_ok("\xef\xbb\xbf{" HEAD ONE_STEP "}");
+    assert_string_equal(plain->sha256, marked->sha256);
+    sg_def_destroy(plain);
+    sg_def_destroy(marked);
+}
+
 static void test_long_user_text_is_cut_in_messages(void **state) {
     (void)state;
     char name[400], json[600];
@@ -689,6 +700,7 @@ int main(void) {
         cmocka_unit_test(test_examples_use_both_transports),
         cmocka_unit_test(test_unreadable_file_is_an_io_error_naming_the_file),
         cmocka_unit_test(test_string_without_file_name_is_shown_as_string),
+        cmocka_unit_test(test_byte_order_mark_is_skipped),
         cmocka_unit_test(test_long_user_text_is_cut_in_messages),
     };
     return cmocka_run_group_tests_name("def", tests, NULL, NULL);

@@ -12,6 +12,12 @@ static const struct {
 } commands[] = {
     {"migrate", sg_cli_migrate, "apply the SQL migrations not yet applied"},
     {"validate", sg_cli_validate, "check saga definition files without a database"},
+    {"definitions", sg_cli_definitions, "list stored definitions and their running sagas"},
+    {"list", sg_cli_list, "list sagas, newest first, by status, type or age"},
+    {"show", sg_cli_show, "show one saga: steps, timeline, context, history"},
+    {"stuck", sg_cli_stuck, "list unfinished sagas with no change for a while"},
+    {"stats", sg_cli_stats, "count sagas by type and status, ended per minute"},
+    {"dead-letters", sg_cli_dead_letters, "list, show or replay rejected messages"},
 };
 
 static void usage(FILE *out) {

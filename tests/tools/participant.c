@@ -2,6 +2,8 @@
  *
  *   participant [serve] [OPTIONS]     consume commands, answer by rules
  *   participant send [OPTIONS]        publish saga messages (see participant_send.c)
+ *   participant cleanup [OPTIONS]     delete RabbitMQ queues and exchanges of a test
+ *   participant dump [OPTIONS]        print (and take) the messages of a RabbitMQ queue
  *
  * It consumes step commands (CloudEvents, CONTRACT.md section 2) from Kafka
  * topics and RabbitMQ queues, records each in the effects table (command id
@@ -797,7 +799,100 @@ done:
     return rc;
 }
 
+int pt_cleanup_main(int argc, char **argv) {
+    enum { O_QUEUE = 256, O_EXCHANGE, O_AMQP };
+    static const struct option LONG[] = {{"amqp-queue", required_argument, 0, O_QUEUE},
+                                         {"amqp-exchange", required_argument, 0, O_EXCHANGE},
+                                         {"amqp-url", required_argument, 0, O_AMQP},
+                                         {0, 0, 0, 0}};
+    strv_t queues = {0}, exchanges = {0};
+    const char *url = env_or("SAGA_AMQP_URL", NULL);
+    int c, rc = 0;
+    while ((c = getopt_long(argc, argv, "", LONG, NULL)) != -1) {
+        switch (c) {
+        case O_QUEUE: strv_push(&queues, optarg); break;
+        case O_EXCHANGE: strv_push(&exchanges, optarg); break;
+        case O_AMQP: url = optarg; break;
+        default:
+            fprintf(stderr, "usage: participant cleanup [--amqp-url URL] [--amqp-queue Q]... "
+                            "[--amqp-exchange E]...\n");
+            rc = 2;
+        }
+    }
+    char why[512];
+    if (!rc && !url) {
+        fprintf(stderr, "participant cleanup: no rabbitmq url (--amqp-url, SAGA_AMQP_URL)\n");
+        rc = 2;
+    }
+    if (!rc && pt_amqp_delete(url, queues.v, queues.n, exchanges.v, exchanges.n, why, sizeof why)) {
+        pt_log("%s", why);
+        rc = 1;
+    }
+    free(queues.v);
+    free(exchanges.v);
+    return rc;
+}
+
+/* Prints each message of a queue as one line, acks it, and stops after
+ * --count messages or when none came for --idle-ms. Exit 0 when --count
+ * (if given) was reached. */
+int pt_dump_main(int argc, char **argv) {
+    enum { O_QUEUE = 256, O_COUNT, O_IDLE, O_AMQP };
+    static const struct option LONG[] = {{"amqp-queue", required_argument, 0, O_QUEUE},
+                                         {"count", required_argument, 0, O_COUNT},
+                                         {"idle-ms", required_argument, 0, O_IDLE},
+                                         {"amqp-url", required_argument, 0, O_AMQP},
+                                         {0, 0, 0, 0}};
+    const char *url = env_or("SAGA_AMQP_URL", NULL), *queue = NULL;
+    long count = -1, got = 0;
+    int idle_ms = 3000, c;
+    while ((c = getopt_long(argc, argv, "", LONG, NULL)) != -1) {
+        switch (c) {
+        case O_QUEUE: queue = optarg; break;
+        case O_COUNT: count = atol(optarg); break;
+        case O_IDLE: idle_ms = atoi(optarg); break;
+        case O_AMQP: url = optarg; break;
+        default: queue = NULL; url = NULL; optind = argc; break;
+        }
+    }
+    if (!queue || !url) {
+        fprintf(stderr, "usage: participant dump --amqp-queue Q [--count N] [--idle-ms MS] "
+                        "[--amqp-url URL]\n");
+        return 2;
+    }
+    char why[512];
+    sg_amqp_conf_t ac = {.url = url, .prefetch = 100};
+    sg_amqp_consumer_t *ac_h = sg_amqp_consumer_new(&ac, &queue, 1, why, sizeof why);
+    if (!ac_h || sg_amqp_consumer_connect(ac_h, why, sizeof why)) {
+        fprintf(stderr, "participant dump: %s\n", why);
+        sg_amqp_consumer_destroy(ac_h);
+        return 1;
+    }
+    static sg_amqp_msg_t msgs[100];
+    int64_t last = pt_now_ms();
+    while ((count < 0 || got < count) && pt_now_ms() - last < idle_ms) {
+        size_t n = 0;
+        if (sg_amqp_consumer_poll(ac_h, msgs, 100, 100, &n, why, sizeof why))
+            break;
+        for (size_t i = 0; i < n; i++) {
+            fwrite(msgs[i].body, 1, msgs[i].len, stdout);
+            fputc('\n', stdout);
+            sg_amqp_consumer_ack(ac_h, &msgs[i], false, why, sizeof why);
+            sg_amqp_msg_release(&msgs[i]);
+            got++;
+            last = pt_now_ms();
+        }
+    }
+    fflush(stdout);
+    sg_amqp_consumer_destroy(ac_h);
+    return count < 0 || got >= count ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "dump"))
+        return pt_dump_main(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "cleanup"))
+        return pt_cleanup_main(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "send"))
         return pt_send_main(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "serve"))

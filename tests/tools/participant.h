@@ -5,7 +5,8 @@
  * Modules: participant.c (options, the serve loop), participant_rules.c
  * (rules: which answer a command gets), participant_effects.c (the effects
  * table in PostgreSQL), participant_amqp.c (declaring RabbitMQ queues,
- * exchanges and bindings), participant_send.c (the send subcommand). */
+ * exchanges and bindings; the cleanup subcommand), participant_send.c (the
+ * send subcommand). */
 #ifndef SAGA_TESTS_PARTICIPANT_H
 #define SAGA_TESTS_PARTICIPANT_H
 
@@ -116,6 +117,11 @@ sg_err_t pt_amqp_declare(const char *url, const char *const *queues, size_t nque
                          const pt_bind_t *binds, size_t nbinds, char *errstr,
                          size_t errstr_size);
 
+/* Deletes queues and exchanges (those that do not exist are skipped). */
+sg_err_t pt_amqp_delete(const char *url, const char *const *queues, size_t nqueues,
+                        const char *const *exchanges, size_t nexchanges, char *errstr,
+                        size_t errstr_size);
+
 /* ---- common ---- */
 
 extern volatile int pt_stopping;
@@ -130,5 +136,7 @@ void pt_random(void *buf, size_t n);
 
 int pt_serve_main(int argc, char **argv);
 int pt_send_main(int argc, char **argv);
+int pt_cleanup_main(int argc, char **argv);
+int pt_dump_main(int argc, char **argv);
 
 #endif

@@ -86,3 +86,40 @@ done:
     sg_amqp_link_release(&link);
     return err;
 }
+
+/* Deletes one queue or exchange; a failure closes the channel, so the link
+ * is opened again for the next one. */
+static void delete_one(sg_amqp_link_t *l, bool queue, const char *name) {
+    char why[512];
+    if (!l->conn && sg_amqp_link_open(l, 1, why, sizeof why)) {
+        pt_log("%s", why);
+        return;
+    }
+    if (queue)
+        amqp_queue_delete(l->conn, 1, amqp_cstring_bytes(name), 0, 0);
+    else
+        amqp_exchange_delete(l->conn, 1, amqp_cstring_bytes(name), 0);
+    if (check(l, queue ? "deletion of queue" : "deletion of exchange", name, why, sizeof why)) {
+        pt_log("%s", why);
+        sg_amqp_link_close(l, false);
+    }
+}
+
+sg_err_t pt_amqp_delete(const char *url, const char *const *queues, size_t nqueues,
+                        const char *const *exchanges, size_t nexchanges, char *errstr,
+                        size_t errstr_size) {
+    sg_amqp_conf_t conf = {.url = url};
+    sg_amqp_link_t link;
+    sg_err_t err = sg_amqp_link_init(&link, &conf, errstr, errstr_size);
+    if (err)
+        return err;
+    if ((err = sg_amqp_link_open(&link, 1, errstr, errstr_size)))
+        goto done;
+    for (size_t i = 0; i < nqueues; i++)
+        delete_one(&link, true, queues[i]);
+    for (size_t i = 0; i < nexchanges; i++)
+        delete_one(&link, false, exchanges[i]);
+done:
+    sg_amqp_link_release(&link);
+    return err;
+}

@@ -156,12 +156,13 @@ e2e_config() {
         } * $extra' >"$file"
 }
 
-# Runs a command without the SAGA_* variables of the stack's env file, so
-# that only the test's configuration counts.
-e2e_clean_env() {
-    local v unset=()
-    for v in $(compgen -e); do [[ $v == SAGA_* ]] && unset+=(-u "$v"); done
-    env "${unset[@]}" "$@"
+# env(1) arguments that drop the SAGA_* variables of the stack's env file,
+# so that only the test's configuration counts for sagad.
+e2e_unset_saga_env() {
+    local v
+    E2E_UNSET=()
+    for v in $(compgen -e); do [[ $v == SAGA_* ]] && E2E_UNSET+=(-u "$v"); done
+    return 0
 }
 
 # e2e_start_sagad NAME [JSON]: starts one sagad with this test's
@@ -173,7 +174,9 @@ e2e_start_sagad() {
     log=$E2E_WORK/$name.log
     e2e_config "$cfg" "$port" "$extra"
     e2e_create_topics "${E2E_IN_KAFKA#kafka:}" "${E2E_REPLIES_KAFKA#kafka:}" "$E2E_EVENTS"
-    e2e_clean_env "$SAGAD" --config "$cfg" >"$log" 2>&1 &
+    e2e_unset_saga_env
+    # env execs sagad, so $! is sagad's own pid
+    env "${E2E_UNSET[@]}" ${E2E_SAGAD_ENV:-} "$SAGAD" --config "$cfg" >"$log" 2>&1 &
     pid=$!
     E2E_PIDS+=("$pid")
     E2E_PID[$name]=$pid
@@ -304,7 +307,8 @@ e2e_check_invariants() {
     e2e_log "invariants hold (${#checks[@]} checks)"
 }
 
-# One line of figures for the issue note.
+# One line of figures for the issue note, also appended to
+# $E2E_FIGURES_FILE (default <build>/e2e-figures.txt).
 e2e_figures() {
     local line
     line=$(e2e_sql "SELECT format('sagas=%s completed=%s compensated=%s failed=%s effects=%s commands=%s redelivered=%s double_effects=%s dead_letters=%s',
@@ -317,7 +321,9 @@ e2e_figures() {
         (SELECT count(*) FROM participant_effects WHERE attempts > 1),
         (SELECT count(*) FROM (SELECT 1 FROM participant_effects WHERE outcome = 'success' GROUP BY saga_id, step, undo HAVING count(*) > 1) x),
         (SELECT count(*) FROM dead_letters))")
-    echo "FIGURES $E2E_NAME: $line time=$(e2e_elapsed)s"
+    line="FIGURES $E2E_NAME: $line time=$(e2e_elapsed)s"
+    echo "$line"
+    echo "$line" >>"${E2E_FIGURES_FILE:-$E2E_BIN/e2e-figures.txt}"
 }
 
 e2e_pass() {

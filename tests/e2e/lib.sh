@@ -28,6 +28,7 @@ PARTICIPANT=$E2E_BIN/tests/tools/participant
 export SAGA_MIGRATIONS_DIR=$E2E_SRC/migrations
 
 E2E_PIDS=()          # every process this test started, in order
+E2E_PARTICIPANTS=()  # participants started and not yet seen ready
 declare -A E2E_PID   # name -> pid
 declare -A E2E_LOG   # name -> log file
 E2E_PASSED=0
@@ -191,6 +192,7 @@ e2e_start_sagad() {
         kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && {
             e2e_log "$name ready (pid $pid, http $port)"
+            e2e_wait_participants
             return 0
         }
         sleep 0.1
@@ -199,8 +201,9 @@ e2e_start_sagad() {
 }
 
 # e2e_start_participant NAME [ARGS...]: a participant consuming every
-# command channel of the test's definitions, with ARGS (rules) added;
-# waits until it consumes.
+# command channel of the test's definitions, with ARGS (rules) added.
+# It does not wait: e2e_wait_participants (called by e2e_start_sagad) waits
+# until every participant consumes, so both join their groups at once.
 e2e_start_participant() {
     local name=$1 ch args=() topics=() log pid
     shift
@@ -220,12 +223,22 @@ e2e_start_participant() {
     E2E_PIDS+=("$pid")
     E2E_PID[$name]=$pid
     E2E_LOG[$name]=$log
-    for _ in $(seq 300); do
-        [[ -s $E2E_WORK/$name.ready ]] && { e2e_log "$name ready (pid $pid)"; return 0; }
-        kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
-        sleep 0.1
+    E2E_PARTICIPANTS+=("$name")
+}
+
+e2e_wait_participants() {
+    local name pid
+    for name in "${E2E_PARTICIPANTS[@]}"; do
+        pid=${E2E_PID[$name]}
+        for _ in $(seq 400); do
+            [[ -s $E2E_WORK/$name.ready ]] && break
+            kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
+            sleep 0.1
+        done
+        [[ -s $E2E_WORK/$name.ready ]] || e2e_fail "$name not ready within 40 s"
+        e2e_log "$name ready (pid $pid)"
     done
-    e2e_fail "$name not ready within 30 s"
+    E2E_PARTICIPANTS=()
 }
 
 # e2e_stop NAME: SIGTERM, then waits; fails unless it exits 0 within 30 s.

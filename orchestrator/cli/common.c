@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "saga/envelope.h"
 #include "saga/def.h"
 #include "saga/engine.h"
 
@@ -210,15 +211,11 @@ static void utc_parts(int64_t ms, struct tm *tm, int *millis) {
 }
 
 void sg_cli_rfc3339(int64_t ms, char *buf, size_t size) {
-    struct tm tm;
-    int millis;
-    if (ms == 0) {
-        snprintf(buf, size, "%s", "");
+    if (size == 0)
         return;
-    }
-    utc_parts(ms, &tm, &millis);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    buf[0] = '\0';
+    if (ms != 0 && sg_envelope_format_time(ms, buf, size) != SG_OK)
+        buf[0] = '\0';
 }
 
 json_t *sg_cli_json_time(int64_t ms) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "daemon/sagad.h"
+#include "saga/str.h"
 
 void sg_relay_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reason) {
     sagad_t *d = opaque;
@@ -31,7 +32,7 @@ void sg_relay_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reas
     sg_report_t *r = &d->reports[d->nreports++];
     r->ref = ref;
     r->err = err;
-    snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+    sg_str_copy(r->reason, sizeof r->reason, reason);
 }
 
 static int64_t backoff_ms(int attempts) {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "saga/str.h"
 #include "store/store_int.h"
 
 #define READ_BEHIND 16 /* items sent before their answers are read */
@@ -252,7 +253,7 @@ static void set_all(sg_store_item_t *items, size_t n, sg_err_t err, const char *
     for (size_t i = 0; i < n; i++) {
         items[i].result = err;
         if (err)
-            snprintf(items[i].errmsg, sizeof items[i].errmsg, "%s", msg);
+            sg_str_copy(items[i].errmsg, sizeof items[i].errmsg, msg);
     }
 }
 

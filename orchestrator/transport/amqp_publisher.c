@@ -127,9 +127,11 @@ static void forget_exchanges(sg_amqp_publisher_t *p) {
 /* The connection is gone: everything pending is reported failed. */
 static sg_err_t lost(sg_amqp_publisher_t *p, const char *why, char *errstr,
                      size_t errstr_size) {
-    char reason[300];
+    char reason[600];
     sg_err_t err = sg_amqp_link_lost(&p->link, why, errstr, errstr_size);
-    snprintf(reason, sizeof reason, "not confirmed before the connection was lost: %s", why);
+    if (snprintf(reason, sizeof reason, "not confirmed before the connection was lost: %s", why) >=
+        (int)sizeof reason)
+        reason[sizeof reason - 1] = '\0'; /* cut short: only a log reason */
     settle_range(p, 0, p->npending, SG_ERR_CONN, reason);
     forget_exchanges(p);
     return err;

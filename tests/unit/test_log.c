@@ -15,8 +15,11 @@
 
 static char *capture(sg_log_format_t fmt, sg_log_level_t threshold, sg_log_level_t level,
                      const sg_log_ctx_t *ctx, const char *msg) {
-    char *buf = NULL;
-    size_t len = 0;
+    /* static: the stream writes through these pointers until fclose */
+    static char *buf;
+    static size_t len;
+    buf = NULL;
+    len = 0;
     FILE *out = open_memstream(&buf, &len);
     sg_log_init(fmt, threshold, out);
     sg_log(level, ctx, "%s", msg);

@@ -60,4 +60,9 @@ void sg_config_destroy(sg_config_t *cfg);
 /* The configuration as JSON with secrets redacted, for the start-up log. */
 char *sg_config_describe(const sg_config_t *cfg);
 
+/* Calls 'fn' with each secret of the configuration: the passwords of
+ * database_url and amqp.url (as written and decoded) and the values of the
+ * kafka.properties whose names say they are secret. For sg_log_add_secret. */
+void sg_config_secrets(const sg_config_t *cfg, void (*fn)(const char *secret));
+
 #endif

@@ -5,8 +5,9 @@
  * Consumer: enable.auto.offset.store=false, enable.auto.commit=true (so only
  * offsets the caller stored with sg_kafka_consumer_store are ever committed,
  * in the background, on rebalance and on close), auto.offset.reset=earliest
- * (a new group reads what was sent before it first joined). Rebalances, eager
- * or cooperative, are handled inside. A message whose offset is not stored
+ * (a new group reads what was sent before it first joined),
+ * statistics.interval.ms=5000 (the source of sg_kafka_consumer_lag; 0 turns
+ * it off). Rebalances, eager or cooperative, are handled inside. A message whose offset is not stored
  * is delivered again after a restart or a rebalance; in the same session,
  * sg_kafka_consumer_rewind makes it come again.
  *
@@ -88,6 +89,20 @@ sg_err_t sg_kafka_consumer_commit(sg_kafka_consumer_t *kc, char *errstr, size_t 
 /* SG_OK when a broker answers a metadata request within 'timeout_ms'. */
 sg_err_t sg_kafka_consumer_ping(sg_kafka_consumer_t *kc, int timeout_ms, char *errstr,
                                 size_t errstr_size);
+
+/* The lag of one assigned partition: the partition's high watermark minus
+ * the group's committed offset, as librdkafka's statistics report it. */
+typedef struct sg_kafka_lag {
+    const char *topic;
+    int32_t partition;
+    int64_t lag;
+} sg_kafka_lag_t;
+
+/* The lag of every assigned partition whose lag librdkafka knows (one with
+ * no committed offset yet has none), from the latest statistics, which
+ * sg_kafka_consumer_poll serves every statistics.interval.ms. Sets *n (0
+ * before the first statistics). Borrowed: valid until the next poll. */
+const sg_kafka_lag_t *sg_kafka_consumer_lag(const sg_kafka_consumer_t *kc, size_t *n);
 
 /* Frees one message from sg_kafka_consumer_poll. */
 void sg_kafka_msg_release(sg_kafka_msg_t *msg);

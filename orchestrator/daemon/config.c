@@ -431,7 +431,19 @@ void sg_config_destroy(sg_config_t *cfg) {
 /* Property values may hold secrets (sasl.password, ssl.key.password): any
  * key that names one is shown as ***. */
 static bool secret_key(const char *key) {
-    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.oauthbearer");
+    return sg_redact_secret_key(key);
+}
+
+void sg_config_secrets(const sg_config_t *cfg, void (*fn)(const char *secret)) {
+    char buf[1024];
+    const char *urls[] = {cfg->database_url, cfg->amqp_url};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++)
+        for (int decode = 0; decode < 2; decode++)
+            if (urls[i] && sg_redact_password(urls[i], decode, buf, sizeof buf) && buf[0])
+                fn(buf);
+    for (size_t i = 0; i < cfg->nkafka_properties; i++)
+        if (secret_key(cfg->kafka_properties[i].key) && cfg->kafka_properties[i].value[0])
+            fn(cfg->kafka_properties[i].value);
 }
 
 char *sg_config_describe(const sg_config_t *cfg) {

@@ -1,7 +1,9 @@
 /* The daemon's log lines. JSON lines are built with jansson so that any
- * message text is escaped correctly; one mutex keeps lines whole. */
+ * message text is escaped correctly; one mutex keeps lines whole. Each
+ * message is scrubbed of the registered secrets before it is written. */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,12 +12,17 @@
 
 #include "saga/log.h"
 
+#define MAX_SECRETS 32
+#define MIN_SECRET 4
+
 static struct {
     pthread_mutex_t lock;
     sg_log_format_t format;
     sg_log_level_t level;
     FILE *out;
-} logger = {PTHREAD_MUTEX_INITIALIZER, SG_LOG_JSON, SG_LOG_INFO, NULL};
+    char *secrets[MAX_SECRETS];
+    size_t nsecrets;
+} logger = {PTHREAD_MUTEX_INITIALIZER, SG_LOG_JSON, SG_LOG_INFO, NULL, {0}, 0};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -24,6 +31,61 @@ void sg_log_init(sg_log_format_t format, sg_log_level_t level, FILE *out) {
     logger.format = format;
     logger.level = level;
     logger.out = out;
+    pthread_mutex_unlock(&logger.lock);
+}
+
+void sg_log_add_secret(const char *secret) {
+    if (!secret || strlen(secret) < MIN_SECRET)
+        return;
+    pthread_mutex_lock(&logger.lock);
+    bool known = false;
+    for (size_t i = 0; i < logger.nsecrets && !known; i++)
+        known = !strcmp(logger.secrets[i], secret);
+    if (!known && logger.nsecrets < MAX_SECRETS) {
+        char *copy = strdup(secret);
+        if (copy)
+            logger.secrets[logger.nsecrets++] = copy;
+    }
+    pthread_mutex_unlock(&logger.lock);
+}
+
+void sg_log_clear_secrets(void) {
+    pthread_mutex_lock(&logger.lock);
+    for (size_t i = 0; i < logger.nsecrets; i++)
+        free(logger.secrets[i]);
+    logger.nsecrets = 0;
+    pthread_mutex_unlock(&logger.lock);
+}
+
+/* The registered secret that starts at 'p', or NULL. Lock held. */
+static const char *secret_at(const char *p) {
+    for (size_t i = 0; i < logger.nsecrets; i++)
+        if (!strncmp(p, logger.secrets[i], strlen(logger.secrets[i])))
+            return logger.secrets[i];
+    return NULL;
+}
+
+/* Lock held. */
+static void scrub(const char *text, char *buf, size_t size) {
+    size_t len = 0;
+    if (size == 0)
+        return;
+    for (const char *p = text; *p && len + 1 < size;) {
+        const char *secret = logger.nsecrets ? secret_at(p) : NULL;
+        if (!secret) {
+            buf[len++] = *p++;
+            continue;
+        }
+        for (const char *s = "***"; *s && len + 1 < size; s++)
+            buf[len++] = *s;
+        p += strlen(secret);
+    }
+    buf[len] = '\0';
+}
+
+void sg_log_scrub(const char *text, char *buf, size_t buf_size) {
+    pthread_mutex_lock(&logger.lock);
+    scrub(text ? text : "", buf, buf_size);
     pthread_mutex_unlock(&logger.lock);
 }
 
@@ -88,11 +150,12 @@ void sg_log(sg_log_level_t level, const sg_log_ctx_t *ctx, const char *fmt, ...)
         pthread_mutex_unlock(&logger.lock);
         return;
     }
-    char msg[2048], at[40];
+    char raw[2048], msg[2048], at[40];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    scrub(raw, msg, sizeof msg);
     now_rfc3339(at, sizeof at);
     FILE *out = logger.out ? logger.out : stderr;
     if (logger.format == SG_LOG_JSON)

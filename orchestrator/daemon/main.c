@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     sg_log_init(cfg->log_format, cfg->log_level, NULL);
+    sg_config_secrets(cfg, sg_log_add_secret);
     char *described = sg_config_describe(cfg);
     sg_log_info("sagad %s starting with configuration %s", sg_version(),
                 described ? described : "{}");
@@ -97,7 +98,9 @@ int main(int argc, char **argv) {
     sg_err_t err = sg_daemon_start(&d, errstr, sizeof errstr);
     if (err && !stopping) {
         sg_log_error("cannot start: %s", errstr);
-        fprintf(stderr, "sagad: cannot start: %s\n", errstr);
+        static char scrubbed[sizeof errstr];
+        sg_log_scrub(errstr, scrubbed, sizeof scrubbed);
+        fprintf(stderr, "sagad: cannot start: %s\n", scrubbed);
         rc = 1;
     } else if (!err) {
         rc = sg_daemon_run(&d);

@@ -130,10 +130,24 @@ void sg_upkeep_fire_timers(sagad_t *d, int64_t now) {
 
 /* ---- gauges and retention ---- */
 
+/* The Kafka consumer's lag per assigned partition; no series while there
+ * is no consumer or librdkafka has not reported yet. */
+static void lag_gauges(sagad_t *d) {
+    size_t n = 0;
+    const sg_kafka_lag_t *lag = sg_kafka_consumer_lag(d->kc, &n);
+    sg_metrics_reset(d->metrics, SG_M_CONSUMER_LAG);
+    for (size_t i = 0; i < n; i++) {
+        char partition[16];
+        snprintf(partition, sizeof partition, "%d", (int)lag[i].partition);
+        sg_metrics_set(d->metrics, SG_M_CONSUMER_LAG, (double)lag[i].lag, lag[i].topic, partition);
+    }
+}
+
 void sg_upkeep_gauges(sagad_t *d, int64_t now) {
     if (now < d->next_gauges)
         return;
     d->next_gauges = now + SAGAD_GAUGES_MS;
+    lag_gauges(d);
     int64_t outbox = 0, timers = 0;
     sg_store_count_t *counts = NULL;
     size_t n = 0;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "saga/envelope.h"
@@ -24,6 +25,8 @@ typedef struct log_target {
 struct sg_kafka_consumer {
     log_target_t lt;
     rd_kafka_t *rk;
+    sg_kafka_lag_t *lag; /* the latest statistics; one block with the topic names */
+    size_t nlag;
 };
 
 struct sg_kafka_producer {
@@ -135,6 +138,62 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* ---- consumer lag, from librdkafka's statistics (STATISTICS.md) ---- */
+
+/* Walks topics.<name>.partitions.<id> for the partitions assigned to this
+ * consumer ("desired") with a known consumer_lag (-1 when unknown). Counts
+ * them and the bytes of their topic names when 'lag' is NULL, else fills
+ * 'lag' and copies the names to 'names'. */
+static size_t lag_walk(json_t *topics, sg_kafka_lag_t *lag, char *names, size_t *name_bytes) {
+    const char *topic, *key;
+    json_t *t, *p;
+    size_t n = 0;
+    *name_bytes = 0;
+    json_object_foreach(topics, topic, t) {
+        json_object_foreach(json_object_get(t, "partitions"), key, p) {
+            json_int_t partition = json_integer_value(json_object_get(p, "partition"));
+            json_t *v = json_object_get(p, "consumer_lag");
+            if (partition < 0 || !json_is_true(json_object_get(p, "desired")) ||
+                !json_is_integer(v) || json_integer_value(v) < 0)
+                continue;
+            size_t len = strlen(topic) + 1;
+            if (lag) {
+                memcpy(names + *name_bytes, topic, len);
+                lag[n] = (sg_kafka_lag_t){.topic = names + *name_bytes,
+                                          .partition = (int32_t)partition,
+                                          .lag = json_integer_value(v)};
+            }
+            *name_bytes += len;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Served by the consumer's poll, on the caller's thread. Returning 0 lets
+ * librdkafka free 'json'. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    (void)rk;
+    sg_kafka_consumer_t *kc = opaque;
+    json_t *root = json_loadb(json, json_len, 0, NULL);
+    json_t *topics = json_object_get(root, "topics");
+    size_t bytes, n = lag_walk(topics, NULL, NULL, &bytes);
+    sg_kafka_lag_t *lag = malloc(n * sizeof *lag + bytes + 1);
+    if (lag) { /* out of memory: keep the previous figures */
+        lag_walk(topics, lag, (char *)(lag + n), &bytes);
+        free(kc->lag);
+        kc->lag = lag;
+        kc->nlag = n;
+    }
+    json_decref(root);
+    return 0;
+}
+
+const sg_kafka_lag_t *sg_kafka_consumer_lag(const sg_kafka_consumer_t *kc, size_t *n) {
+    *n = kc ? kc->nlag : 0;
+    return kc ? kc->lag : NULL;
+}
+
 sg_kafka_consumer_t *sg_kafka_consumer_new(const sg_kafka_conf_t *conf,
                                            const char *const *topics, size_t ntopics,
                                            char *errstr, size_t errstr_size) {
@@ -144,6 +203,7 @@ sg_kafka_consumer_t *sg_kafka_consumer_new(const sg_kafka_conf_t *conf,
         {"auto.commit.interval.ms", "1000"},
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
+        {"statistics.interval.ms", "5000"},
     };
     rd_kafka_topic_partition_list_t *subs = NULL;
     sg_kafka_consumer_t *kc = calloc(1, sizeof *kc);
@@ -166,6 +226,7 @@ sg_kafka_consumer_t *sg_kafka_consumer_new(const sg_kafka_conf_t *conf,
         goto fail;
     }
     rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
+    rd_kafka_conf_set_stats_cb(c, on_stats);
     kc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, errstr_size);
     if (!kc->rk) {
         rd_kafka_conf_destroy(c);
@@ -195,6 +256,7 @@ void sg_kafka_consumer_destroy(sg_kafka_consumer_t *kc) {
         rd_kafka_consumer_close(kc->rk);
         rd_kafka_destroy(kc->rk);
     }
+    free(kc->lag);
     free(kc);
 }
 

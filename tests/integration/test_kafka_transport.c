@@ -1,8 +1,8 @@
 /* The Kafka transport against a real broker (the Kafka dev broker of the
  * local stack): delivery reports for produced messages, consuming in a
  * group with key, headers and payload, offsets committed only for messages
- * the caller stored, rewinding, and properties passed through to
- * librdkafka. SAGA_KAFKA_BROKERS must be set: a missing one fails, never
+ * the caller stored, rewinding, properties passed through to librdkafka,
+ * and the consumer lag read from librdkafka's statistics. SAGA_KAFKA_BROKERS must be set: a missing one fails, never
  * skips. Topics and groups are unique per run. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,11 +73,13 @@ static sg_kafka_producer_t *producer(reports_t *r, const sg_kv_t *props, size_t 
 static sg_kafka_consumer_t *consumer(const char *group, const char *topic) {
     char errstr[256];
     /* The dev broker lets a member that left go only when its session times
-     * out: a short session keeps the group's next join quick. */
+     * out: a short session keeps the group's next join quick. Statistics
+     * come often, for the lag test. */
     static const sg_kv_t props[] = {{"session.timeout.ms", "6000"},
-                                    {"heartbeat.interval.ms", "500"}};
+                                    {"heartbeat.interval.ms", "500"},
+                                    {"statistics.interval.ms", "200"}};
     sg_kafka_conf_t conf = {.brokers = brokers(), .group_id = group, .properties = props,
-                            .nproperties = 2};
+                            .nproperties = 3};
     sg_kafka_consumer_t *kc = sg_kafka_consumer_new(&conf, &topic, 1, errstr, sizeof errstr);
     if (!kc)
         fail_msg("consumer: %s", errstr);
@@ -287,6 +289,54 @@ static void test_unknown_property_is_refused_by_name(void **state) {
     assert_string_equal(errstr, "no kafka consumer group id given");
 }
 
+/* The lag of 'topic' in the consumer's latest statistics, -1 if none. */
+static int64_t lag_of(const sg_kafka_consumer_t *kc, const char *topic, int32_t partition,
+                      size_t *nparts) {
+    size_t n = 0;
+    const sg_kafka_lag_t *lag = sg_kafka_consumer_lag(kc, &n);
+    int64_t found = -1;
+    *nparts = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(lag[i].topic, topic) != 0)
+            continue;
+        (*nparts)++;
+        if (lag[i].partition == partition)
+            found = lag[i].lag;
+    }
+    return found;
+}
+
+static void test_consumer_reports_the_lag_behind_its_committed_offset(void **state) {
+    (void)state;
+    char topic[128], group[128], errstr[256];
+    unique_name(topic, sizeof topic, "t.lag");
+    unique_name(group, sizeof group, "g.lag");
+    produce(topic, "saga-1", "m", 10);
+    sg_kafka_consumer_t *kc = consumer(group, topic);
+    sg_kafka_msg_t msgs[10];
+    consume(kc, msgs, 10);
+    int32_t partition = msgs[0].partition;
+    /* 4 of the 10 done and committed: 6 behind on that partition. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sg_kafka_consumer_store(kc, &msgs[i], errstr, sizeof errstr), SG_OK);
+    for (int i = 0; i < 10; i++)
+        sg_kafka_msg_release(&msgs[i]);
+    assert_int_equal(sg_kafka_consumer_commit(kc, errstr, sizeof errstr), SG_OK);
+    int64_t lag = -1, deadline = now_ms() + WAIT_MS;
+    size_t nparts = 0;
+    while (lag != 6 && now_ms() < deadline) {
+        size_t got = 0;
+        assert_int_equal(sg_kafka_consumer_poll(kc, msgs, 1, 100, &got, errstr, sizeof errstr),
+                         SG_OK);
+        assert_int_equal(got, 0);
+        lag = lag_of(kc, topic, partition, &nparts);
+    }
+    assert_int_equal(lag, 6);
+    /* The other partitions have no committed offset: their lag is unknown. */
+    assert_int_equal(nparts, 1);
+    sg_kafka_consumer_destroy(kc);
+}
+
 static void test_ping_answers_when_the_cluster_is_up(void **state) {
     (void)state;
     char errstr[256];
@@ -306,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_undeliverable_message_is_reported_failed),
         cmocka_unit_test(test_unknown_property_is_refused_by_name),
         cmocka_unit_test(test_ping_answers_when_the_cluster_is_up),
+        cmocka_unit_test(test_consumer_reports_the_lag_behind_its_committed_offset),
     };
     return cmocka_run_group_tests_name("kafka_transport", tests, NULL, NULL);
 }

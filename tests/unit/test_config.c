@@ -1,5 +1,6 @@
 /* sagad's configuration: defaults, environment overrides, every problem
- * reported at once, secrets redacted in the description. */
+ * reported at once, secrets redacted in the description and listed for
+ * the logger to mask. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -137,6 +138,31 @@ static void test_description_hides_secrets(void **state) {
     unlink(path);
 }
 
+/* What sg_config_secrets reports, joined by '|'. */
+static char secrets_seen[512];
+static void collect(const char *secret) {
+    size_t len = strlen(secrets_seen);
+    snprintf(secrets_seen + len, sizeof secrets_seen - len, "%s|", secret);
+}
+
+static void test_secrets_are_the_passwords_and_secret_properties(void **state) {
+    (void)state;
+    char *path = write_tmp("{\"database_url\": \"postgresql://saga:pa%3Ass@db/sagas\","
+                           " \"amqp\": {\"url\": \"amqps://u:mqsecret@mq:5671/%2f\"},"
+                           " \"kafka\": {\"brokers\": \"k:9092\", \"properties\":"
+                           "   {\"sasl.password\": \"kafkasecret\", \"sasl.username\": \"bob\","
+                           "    \"ssl.key.pem\": \"-----BEGIN\"}}}");
+    char *const env[] = {NULL};
+    sg_config_t *cfg;
+    char err[1024];
+    assert_int_equal(sg_config_load(path, env, &cfg, err, sizeof err), SG_OK);
+    secrets_seen[0] = '\0';
+    sg_config_secrets(cfg, collect);
+    assert_string_equal(secrets_seen, "pa%3Ass|pa:ss|mqsecret|mqsecret|kafkasecret|-----BEGIN|");
+    sg_config_destroy(cfg);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_follow_the_contract),
@@ -145,6 +171,7 @@ int main(void) {
         cmocka_unit_test(test_missing_database_and_brokers_are_refused),
         cmocka_unit_test(test_a_channel_of_an_unconfigured_transport_is_refused),
         cmocka_unit_test(test_description_hides_secrets),
+        cmocka_unit_test(test_secrets_are_the_passwords_and_secret_properties),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

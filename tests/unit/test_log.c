@@ -1,5 +1,5 @@
 /* Log lines: one JSON object per line with the saga's fields, text when
- * asked, nothing below the threshold. */
+ * asked, nothing below the threshold, registered secrets masked. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -61,10 +61,33 @@ static void test_text_format_and_threshold(void **state) {
     free(line);
 }
 
+static void test_registered_secrets_are_masked_wherever_they_appear(void **state) {
+    (void)state;
+    sg_log_add_secret("hunter2");
+    sg_log_add_secret("s3cr3t-token");
+    sg_log_add_secret("pw"); /* too short to mask */
+    char *line = capture(SG_LOG_TEXT, SG_LOG_INFO, SG_LOG_ERROR, NULL,
+                         "invalid percent-encoded token: \"hunter2\" and s3cr3t-tokens, pw");
+    assert_null(strstr(line, "hunter2"));
+    assert_null(strstr(line, "s3cr3t-token"));
+    assert_non_null(strstr(line, "token: \"***\" and ***s, pw\n"));
+    free(line);
+    char buf[16];
+    sg_log_scrub("a hunter2 b hunter2 c", buf, sizeof buf);
+    assert_string_equal(buf, "a *** b *** c");
+    sg_log_scrub("hunter2hunter2hunter2hunter2", buf, 8);
+    assert_string_equal(buf, "*******");
+    sg_log_clear_secrets();
+    line = capture(SG_LOG_TEXT, SG_LOG_INFO, SG_LOG_ERROR, NULL, "hunter2");
+    assert_non_null(strstr(line, "hunter2"));
+    free(line);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_line_carries_saga_fields),
         cmocka_unit_test(test_text_format_and_threshold),
+        cmocka_unit_test(test_registered_secrets_are_masked_wherever_they_appear),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

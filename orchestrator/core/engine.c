@@ -90,6 +90,7 @@
 #include <string.h>
 
 #include "core/engine_internal.h"
+#include "saga/envelope.h"
 
 #define B(x) (1u << (x))
 
@@ -725,27 +726,14 @@ static void retry_due(apply_t *c, int i, bool undo) {
 
 /* ---- inputs ---- */
 
-static bool traceparent_valid(const char *tp) {
-    if (!tp || strlen(tp) != SG_TRACEPARENT_LEN || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
-        return false;
-    bool trace_zero = true, span_zero = true;
-    for (int k = 0; k < SG_TRACEPARENT_LEN; k++) {
-        if (k == 2 || k == 35 || k == 52)
-            continue;
-        if (!strchr("0123456789abcdef", tp[k]) || tp[k] == '\0')
-            return false;
-        if (k > 2 && k < 35 && tp[k] != '0')
-            trace_zero = false;
-        if (k > 35 && k < 52 && tp[k] != '0')
-            span_zero = false;
-    }
-    return !trace_zero && !span_zero && strncmp(tp, "ff", 2) != 0;
-}
-
+/* A valid traceparent is kept; one of a later version is read as W3C says
+ * (its first 55 characters) and kept as version "00", the one we write. */
 static void init_traceparent(apply_t *c, const char *given) {
     sg_saga_t *sg = c->sg;
-    if (traceparent_valid(given)) {
-        memcpy(sg->traceparent, given, SG_TRACEPARENT_LEN + 1);
+    if (given && !sg_trace_check(given)) {
+        memcpy(sg->traceparent, given, SG_TRACEPARENT_LEN);
+        memcpy(sg->traceparent, "00", 2);
+        sg->traceparent[SG_TRACEPARENT_LEN] = '\0';
         return;
     }
     uint64_t hi = next_random(sg), lo = next_random(sg), span = next_random(sg);

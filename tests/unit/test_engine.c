@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "saga/envelope.h"
 #include "unit/engine_sim.h"
 
 #define OK(x) assert_int_equal((x), SG_OK)
@@ -788,11 +789,38 @@ static void test_traceparent_keeps_the_trace_id_with_a_new_span_per_command(void
     assert_string_not_equal(spans[0], spans[1]);
     assert_string_not_equal(spans[1], spans[2]);
     close_sim(&s);
-    /* without one, the saga gets a trace of its own */
+    /* without one, the saga gets a trace of its own, on its commands too */
     open_sim(&s, DEF_GROUP);
     OK(sim_start(&s, "s1", NULL, 5));
-    assert_int_equal(strlen(sg_saga_traceparent(s.saga)), 55);
-    assert_memory_equal(sg_saga_traceparent(s.saga), "00-", 3);
+    const char *own = sg_saga_traceparent(s.saga);
+    assert_int_equal(strlen(own), 55);
+    assert_null(sg_trace_check(own));
+    assert_memory_equal(own, "00-", 3);
+    assert_memory_equal(sim_fx_cmd(&s, 0)->traceparent, own, 36);
+    assert_string_not_equal(sim_fx_cmd(&s, 0)->traceparent, own);
+    close_sim(&s);
+    /* an invalid one is replaced by a fresh trace */
+    open_sim(&s, DEF_GROUP);
+    sg_input_t bad = {.kind = SG_INPUT_START, .saga_id = "s1", .seed = 5,
+                      .traceparent = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"};
+    OK(sim_apply(&s, &bad));
+    assert_null(sg_trace_check(sg_saga_traceparent(s.saga)));
+    assert_memory_not_equal(sg_saga_traceparent(s.saga) + 3, bad.traceparent + 3, 32);
+    close_sim(&s);
+}
+
+static void test_traceparent_of_a_later_version_keeps_its_trace_id(void **state) {
+    (void)state;
+    static const char *tp =
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+    sim_t s;
+    open_sim(&s, DEF_GROUP);
+    sg_input_t in = {.kind = SG_INPUT_START, .saga_id = "s1", .traceparent = tp, .seed = 5};
+    OK(sim_apply(&s, &in));
+    assert_string_equal(sg_saga_traceparent(s.saga),
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_memory_equal(sim_fx_cmd(&s, 0)->traceparent,
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-", 36);
     close_sim(&s);
 }
 
@@ -883,6 +911,7 @@ int main(void) {
         cmocka_unit_test(test_unrenderable_template_fails_the_step_with_the_reason),
         cmocka_unit_test(test_replyto_is_the_reply_channel_of_the_command_transport),
         cmocka_unit_test(test_traceparent_keeps_the_trace_id_with_a_new_span_per_command),
+        cmocka_unit_test(test_traceparent_of_a_later_version_keeps_its_trace_id),
         cmocka_unit_test(test_same_inputs_give_the_same_result_byte_for_byte),
         cmocka_unit_test(test_calls_that_make_no_sense_are_refused),
     };

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "daemon/sagad.h"
 
@@ -112,7 +113,22 @@ static json_t *failure_data(const sg_envelope_t *env) {
                      env->retryable);
 }
 
-static void work_from_envelope(sg_work_t *w, const sg_envelope_t *env) {
+/* A start without a (valid) traceparent begins a trace of its own: a
+ * random trace id, so that it is unique across deployments and after the
+ * inbox forgot the message id (the engine's own fallback derives it from
+ * the message id). Kept in the envelope, which frees it. */
+static void fresh_trace(sg_envelope_t *env) {
+    uint8_t bytes[24];
+    char tp[SG_TRACEPARENT_LEN + 1];
+    if (env->traceparent || getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes)
+        return;
+    sg_trace_new(bytes, bytes + 16, tp);
+    env->traceparent = strdup(tp);
+}
+
+static void work_from_envelope(sg_work_t *w, sg_envelope_t *env) {
+    if (env->kind == SG_ENVELOPE_START)
+        fresh_trace(env);
     w->saga_id = env->saga_id;
     w->message_id = env->id;
     w->in.traceparent = env->traceparent;

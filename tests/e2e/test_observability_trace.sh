@@ -8,7 +8,11 @@
 # the start's), and lifecycle events that carry the same trace id; a saga
 # started without one gets a fresh valid trace, carried the same way; the
 # JSON log lines of the steps carry the saga id, the saga type, the step and
-# the trace id of the start message.
+# the trace id of the start message. On the way, the RabbitMQ command is
+# first published before its queue exists: the broker returns it, sagad
+# counts a publish failure, logs it with the saga id, and delivers it once
+# the queue is there. At the end the saga left waiting shows in
+# sagad_sagas_in_flight.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 e2e_init obs-trace greeting
 
@@ -22,13 +26,12 @@ OUTBOX=greetings.outbox.$E2E_ID
 e2e_start_sagad sagad '{"log": {"format": "json", "level": "debug"}}'
 LOG=${E2E_LOG[sagad]}
 
-# The RabbitMQ commands are read by a dump that declares the queue first.
+# The RabbitMQ commands are read by a dump, which declares the queue.
 dump_outbox() { # dump_outbox COUNT FILE
     "$PARTICIPANT" dump --amqp-queue "$OUTBOX" --count "$1" --idle-ms 60000 >"$2" 2>"$2.err" &
     E2E_PIDS+=("$!")
     DUMP_PID=$!
 }
-dump_outbox 1 "$E2E_WORK/outbox-1"
 
 # kafka_command SAGA STEP: the command of that saga and step on the Kafka
 # topic, once it is there.
@@ -68,6 +71,17 @@ e2e_expect "trace id of the kafka command" "$(trace_of "$compose")" "$TRACE"
 [[ $(span_of "$compose") != "$SPAN" ]] || e2e_fail "the compose command reuses the start's span id"
 reply "$compose" '{"draft_id": "d-1", "text": "Hello, Ada!"}'
 
+# No queue yet: the deliver command comes back from the broker.
+for _ in $(seq 100); do
+    (($(e2e_metric sagad sagad_publish_failures_total 'transport="amqp"') >= 1)) && break
+    sleep 0.2
+done
+(($(e2e_metric sagad sagad_publish_failures_total 'transport="amqp"') >= 1)) ||
+    e2e_fail "no publish failure counted for a command to a queue that does not exist"
+[[ -n $(jq -c --arg q "amqp:/$OUTBOX" 'select(.level == "warn" and .saga_id == "traced" and (.msg | startswith("publish to \u0027" + $q + "\u0027 failed")))' "$LOG") ]] ||
+    e2e_fail "no log line of the failed publish with the saga id"
+dump_outbox 1 "$E2E_WORK/outbox-1"
+
 wait "$DUMP_PID" || { cat "$E2E_WORK/outbox-1.err" >&2; e2e_fail "no deliver command on $OUTBOX"; }
 deliver=$(head -n 1 "$E2E_WORK/outbox-1")
 e2e_expect "deliver command" "$(field "$deliver" '.sagaid + "/" + .sagastep')" "traced/deliver"
@@ -100,6 +114,14 @@ e2e_expect "traces of its events" \
     "$(jq -r 'select(.sagaid == "traced") | .traceparent[3:35]' "$E2E_WORK/events" | sort -u)" "$TRACE"
 e2e_expect "traces of the untraced saga's events" \
     "$(jq -r 'select(.sagaid == "untraced") | .traceparent[3:35]' "$E2E_WORK/events" | sort -u)" "$FRESH"
+
+# The untraced saga waits for its compose reply: in flight (gauges are
+# refreshed every 5 s).
+for _ in $(seq 60); do
+    [[ $(e2e_metric sagad sagad_sagas_in_flight 'type="greeting",status="running"') == 1 ]] && break
+    sleep 0.25
+done
+e2e_expect "greetings in flight" "$(e2e_metric sagad sagad_sagas_in_flight 'type="greeting",status="running"')" 1
 
 # ---- log lines ----
 jq -e -c 'select((.time | type) != "string" or (.level | type) != "string" or (.msg | type) != "string")' \

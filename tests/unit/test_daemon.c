@@ -1,7 +1,8 @@
 /* The daemon's pure helpers: dead-letter reason classes (the label of
  * sagad_dead_letters_total) for every kind of refused message, trace ids
- * for log lines, and the test-only crash points (inert unless armed, exit
- * 137 at the Nth passage when armed). */
+ * for log lines, the trace context decoded messages carry into the engine,
+ * and the test-only crash points (inert unless armed, exit 137 at the Nth
+ * passage when armed). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -73,6 +74,52 @@ static void test_trace_id_is_the_middle_of_a_valid_traceparent(void **state) {
     assert_null(sg_trace_id(NULL, buf));
 }
 
+/* Decodes 'bodies' as one batch of a daemon that has no connection. */
+static void decode_batch(sagad_t *d, sg_config_t *cfg, sg_inmsg_t *msgs, const char **bodies,
+                         size_t n) {
+    memset(d, 0, sizeof *d);
+    memset(cfg, 0, sizeof *cfg);
+    memset(msgs, 0, n * sizeof *msgs);
+    d->cfg = cfg;
+    d->msgs = msgs;
+    d->nmsgs = n;
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].body = bodies[i];
+        msgs[i].len = strlen(bodies[i]);
+    }
+    sg_inputs_decode(d);
+}
+
+static void test_a_start_without_traceparent_gets_a_random_trace(void **state) {
+    (void)state;
+    const char *start = "{\"specversion\":\"1.0\",\"id\":\"m-1\",\"source\":\"/t\","
+                        "\"type\":\"saga.start\",\"sagatype\":\"greeting\",\"data\":{}}";
+    const char *given = "{\"specversion\":\"1.0\",\"id\":\"m-2\",\"source\":\"/t\","
+                        "\"type\":\"saga.start\",\"sagatype\":\"greeting\",\"traceparent\":"
+                        "\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\",\"data\":{}}";
+    const char *reply = "{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"/t\","
+                        "\"type\":\"saga.reply\",\"sagaid\":\"s\",\"sagastep\":\"a\","
+                        "\"causationid\":\"s/a/do/1\",\"outcome\":\"success\",\"data\":{}}";
+    const char *bodies[] = {start, start, given, reply};
+    sagad_t d;
+    sg_config_t cfg;
+    sg_inmsg_t msgs[4];
+    decode_batch(&d, &cfg, msgs, bodies, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(msgs[i].work.state, WORK_PENDING);
+    /* The same start twice: two valid traces, not one derived from its id. */
+    const char *a = msgs[0].work.in.traceparent, *b = msgs[1].work.in.traceparent;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(sg_trace_check(a));
+    assert_null(sg_trace_check(b));
+    assert_memory_not_equal(a + 3, b + 3, 32);
+    assert_string_equal(msgs[2].work.in.traceparent,
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_null(msgs[3].work.in.traceparent);
+    sg_inputs_release(&d);
+}
+
 /* Runs 'passages' passages through 'point' in a child with the given
  * environment; returns its exit status and how many passages returned. */
 static int crash_child(const char *armed, const char *after, const char *point, int passages,
@@ -132,6 +179,7 @@ int main(void) {
         cmocka_unit_test(test_every_kind_of_refused_message_has_a_reason_class),
         cmocka_unit_test(test_rejections_made_by_the_daemon_have_reason_classes),
         cmocka_unit_test(test_trace_id_is_the_middle_of_a_valid_traceparent),
+        cmocka_unit_test(test_a_start_without_traceparent_gets_a_random_trace),
         cmocka_unit_test(test_crash_points_are_inert_unless_armed),
         cmocka_unit_test(test_an_armed_crash_point_exits_137_at_the_nth_passage),
     };

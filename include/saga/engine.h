@@ -61,8 +61,10 @@ sg_step_status_t sg_step_status_parse(const char *name); /* 0 if unknown */
 typedef struct sg_saga sg_saga_t;
 
 void sg_saga_destroy(sg_saga_t *saga);
-/* A deep copy, or NULL when out of memory. */
+/* A copy, independent of 'saga' (read-only parts may be shared). */
 sg_saga_t *sg_saga_copy(const sg_saga_t *saga);
+/* Whether two states are the same, field for field. */
+bool sg_saga_equal(const sg_saga_t *a, const sg_saga_t *b);
 
 /* The complete state as JSON (a new reference); sg_saga_from_json reads it
  * back. to_json(from_json(to_json(s))) is equal to to_json(s), and so are
@@ -244,6 +246,9 @@ typedef struct sg_effect {
 typedef struct sg_effects sg_effects_t;
 
 size_t sg_effects_count(const sg_effects_t *fx);
+/* Why the input was ignored (then the effects are one history entry and
+ * the state is unchanged: no need to write it), or NULL if it applied. */
+const char *sg_effects_ignored(const sg_effects_t *fx);
 const sg_effect_t *sg_effects_at(const sg_effects_t *fx, size_t i);
 /* The effects as a JSON array (for logs and tests). A new reference. */
 json_t *sg_effects_to_json(const sg_effects_t *fx);

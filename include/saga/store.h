@@ -145,11 +145,11 @@ typedef struct sg_store_timer {
 } sg_store_timer_t;
 
 /* One transition. Every pointer is borrowed for the call only; nothing is
- * copied but what goes to the server. All parts are optional but saga_id. */
+ * copied but what goes to the server. Every part is optional. */
 typedef struct sg_store_item {
     const char *message_id;         /* inbox entry; seen before => SG_ERR_DUPLICATE */
     const sg_store_saga_t *saga;    /* the row after the transition; NULL = no row change */
-    const char *saga_id;            /* the saga concerned (also when saga == NULL) */
+    const char *saga_id;            /* the saga concerned; NULL: saga->id */
     int64_t expected_version;       /* 0 = create the row */
     int64_t fired_timer_id;         /* the claimed timer this input was; 0 = none */
     const sg_store_history_t *history;

@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "cli/table.h"
-#include "saga/engine.h"
 
 #define NSTATUS 5
 static const char *const statuses[NSTATUS] = {"running", "compensating", "completed",
@@ -77,7 +76,7 @@ static int print_json(const sg_store_count_t *counts, size_t n, const sg_store_c
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "type", counts[i].type,
-                                             "status", counts[i].status,
+                                             "status", counts[i].status, "count",
                                              (json_int_t)counts[i].count));
     sum(counts, n, totals);
     sum(fin, nfin, ended);

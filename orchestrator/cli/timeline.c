@@ -252,6 +252,19 @@ void sg_timeline_print(const sg_timeline_t *tl, const sg_saga_t *saga, FILE *out
 
 /* ---- history details ---- */
 
+/* Appends " (do #2)" from a command id "<saga>/<step>/do/2". */
+static void append_attempt(const char *causation, char *buf, size_t size) {
+    const char *last = causation ? strrchr(causation, '/') : NULL;
+    const char *prev = last;
+    while (prev && prev > causation && prev[-1] != '/')
+        prev--;
+    if (!last || !prev || prev == causation)
+        return;
+    size_t len = strlen(buf);
+    snprintf(buf + len, size > len ? size - len : 0, " (%.*s #%s)", (int)(last - prev), prev,
+             last + 1);
+}
+
 static void detail_summary(const char *event, const json_t *d, char *buf, size_t size) {
     const json_t *input = json_object_get(d, "input");
     const char *ignored = jstr(d, "ignored");
@@ -271,7 +284,8 @@ static void detail_summary(const char *event, const json_t *d, char *buf, size_t
                  jstr(d, "reason") ? jstr(d, "reason") : "");
     } else if (!strcmp(event, "input.reply")) {
         text = reply_outcome(input);
-        snprintf(buf, size, "%s to %s", text ? text : "?", jstr(input, "causation_id") ? jstr(input, "causation_id") : "?");
+        snprintf(buf, size, "%s", text ? text : "?");
+        append_attempt(jstr(input, "causation_id"), buf, size);
     } else if (!strcmp(event, "input.timer")) {
         snprintf(buf, size, "%s, attempt %d", jstr(input, "timer") ? jstr(input, "timer") : "?",
                  (int)json_integer_value(json_object_get(input, "attempt")));

@@ -56,9 +56,17 @@
  *   members of a compensated group all settle before the saga fails.
  * - Retry delay after attempt n: min(max, initial * multiplier^(n-1)),
  *   times a factor drawn uniformly in [0.8, 1.2], capped at max again.
+ * - A failure reply without "retryable": true is not retryable.
+ * - An operator retry gives fresh attempts (max_attempts again) but attempt
+ *   numbers, and so command ids, keep counting up.
+ * - Lifecycle event ids are <sagaid>/event/<n>; a command's traceparent
+ *   keeps the saga's trace id with a new span id from the saga's generator;
+ *   a saga started without a valid traceparent gets a new trace id.
  *
  * Invariants (sg_saga_check_invariants, asserted after every apply):
- *  I1  the state matches its definition: same hash, same steps in order.
+ *  I1  the state matches its definition: same hash, same steps in order,
+ *      a stage in range, a traceparent and a context (an apply refuses a
+ *      state that breaks any invariant, as a stored row may be damaged).
  *  I2  attempt budgets: base <= attempt, attempt - base <= max_attempts.
  *  I3  a step awaits a reply (with the id of its last attempt) or waits for
  *      a retry, never both; it does either iff it is RUNNING, or it is
@@ -246,7 +254,7 @@ static void saga_event(apply_t *c, int from, int to) {
         return;
     case SG_SAGA_COMPENSATING: return event(c, "saga.compensating", NULL, data);
     case SG_SAGA_COMPLETED:
-        json_object_set(data, "context", sg->context);
+        json_object_set_new(data, "context", sg_engine_xjson(json_deep_copy(sg->context)));
         return event(c, "saga.completed", NULL, data);
     case SG_SAGA_COMPENSATED: return event(c, "saga.compensated", NULL, data);
     case SG_SAGA_FAILED: return event(c, "saga.failed", NULL, data);
@@ -281,10 +289,11 @@ static void step_times(apply_t *c, step_state_t *st, int to) {
 static void transition(apply_t *c, int i, int to, const char *why) {
     sg_saga_t *sg = c->sg;
     int from;
+    bool legal;
     const char *name;
     if (i < 0) {
         from = sg->status;
-        assert(saga_edges[from] & B(to));
+        legal = saga_edges[from] & B(to);
         sg->status = to;
         if (why && to != SG_SAGA_RUNNING) {
             free(sg->reason);
@@ -294,7 +303,7 @@ static void transition(apply_t *c, int i, int to, const char *why) {
     } else {
         step_state_t *st = &sg->steps[i];
         from = st->status;
-        assert(step_edges[from] & B(to));
+        legal = step_edges[from] & B(to);
         st->status = to;
         step_times(c, st, to);
         if (to == SG_STEP_SUCCEEDED && c->def->steps[i].pivot) {
@@ -308,6 +317,9 @@ static void transition(apply_t *c, int i, int to, const char *why) {
         "to", i < 0 ? sg_saga_status_str(to) : sg_step_status_str(to)));
     if (why)
         json_object_set_new(detail, "reason", jstr(why));
+    assert(legal);
+    if (!legal) /* a bug: keep going, but say so where an operator looks */
+        json_object_set_new(detail, "illegal", json_true());
     history(c, name, i < 0 ? NULL : sg->steps[i].name, detail);
     if (i < 0)
         saga_event(c, from, to);
@@ -772,6 +784,17 @@ static void on_start(apply_t *c, const sg_input_t *in) {
         start_stage(c, 0);
 }
 
+/* context.steps.<name> = result. The context is shared with the state the
+ * apply started from: replace it (sharing what did not change). */
+static void merge_result(sg_saga_t *sg, const char *name, const json_t *result) {
+    json_t *ctx = sg_engine_xjson(json_copy(sg->context));
+    json_t *steps = sg_engine_xjson(json_copy(json_object_get(ctx, "steps")));
+    json_object_set_new(steps, name, sg_engine_xjson(result ? json_deep_copy(result) : json_null()));
+    json_object_set_new(ctx, "steps", steps);
+    json_decref(sg->context);
+    sg->context = ctx;
+}
+
 static json_t *failure_error(const json_t *data) {
     if (json_is_object(data) && json_is_string(json_object_get(data, "code")))
         return sg_engine_xjson(json_deep_copy(data));
@@ -808,8 +831,7 @@ static void on_reply(apply_t *c, const sg_input_t *in) {
         return settle_undo(c);
     }
     set_error(st, NULL);
-    json_object_set_new(json_object_get(sg->context, "steps"), st->name,
-                        sg_engine_xjson(in->data ? json_deep_copy(in->data) : json_null()));
+    merge_result(sg, st->name, in->data);
     transition(c, i, SG_STEP_SUCCEEDED, NULL);
     settle_forward(c);
 }
@@ -948,6 +970,11 @@ static sg_err_t check_call(const sg_def_t *def, const sg_saga_t *saga, const sg_
                  saga->def_sha256, def->name, def->sha256);
         return SG_ERR_INVALID;
     }
+    char why[256];
+    if (saga && sg_saga_check_invariants(def, saga, why, sizeof why) != SG_OK) {
+        snprintf(errstr, errstr_size, "saga \"%s\" has a broken state: %s", saga->id, why);
+        return SG_ERR_INVALID;
+    }
     return SG_OK;
 }
 
@@ -995,6 +1022,20 @@ sg_err_t sg_engine_apply(const sg_def_t *def, const sg_saga_t *saga, const sg_in
         }                                                 \
     } while (0)
 
+/* Whether 'id' is "<saga>/<step>/<do|undo>/<attempt>". */
+static bool is_command_id(const char *id, const char *saga, const char *step, bool undo,
+                          int attempt) {
+    const char *parts[] = {saga, "/", step, "/", undo ? "undo" : "do", "/"};
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+        size_t n = strlen(parts[k]);
+        if (strncmp(id, parts[k], n) != 0)
+            return false;
+        id += n;
+    }
+    char *end = NULL;
+    return *id >= '1' && *id <= '9' && strtol(id, &end, 10) == attempt && *end == '\0';
+}
+
 static sg_err_t check_step(const sg_def_t *def, const sg_saga_t *sg, int i, char *errstr,
                            size_t errstr_size) {
     const step_state_t *st = &sg->steps[i];
@@ -1010,13 +1051,9 @@ static sg_err_t check_step(const sg_def_t *def, const sg_saga_t *sg, int i, char
           "I2: step \"%s\" compensation attempts %d base %d", n, st->undo_attempt, st->undo_base);
     CHECK(!(st->awaiting && st->retry_at_ms), "I3: step \"%s\" awaits a reply and a retry", n);
     bool undoing = st->status == SG_STEP_COMPENSATING;
-    if (st->awaiting) {
-        char id[1024];
-        snprintf(id, sizeof id, "%s/%s/%s/%d", sg->id, n, undoing ? "undo" : "do",
-                 undoing ? st->undo_attempt : st->do_attempt);
-        CHECK(strcmp(id, st->awaiting) == 0, "I3: step \"%s\" awaits \"%s\", not \"%s\"", n,
-              st->awaiting, id);
-    }
+    CHECK(!st->awaiting || is_command_id(st->awaiting, sg->id, n, undoing,
+                                         undoing ? st->undo_attempt : st->do_attempt),
+          "I3: step \"%s\" awaits \"%s\", not its last attempt", n, st->awaiting);
     CHECK(!busy(st) || st->status == SG_STEP_RUNNING || undoing,
           "I3: step \"%s\" is %s with something in flight", n, sg_step_status_str(st->status));
     CHECK(!(st->status == SG_STEP_RUNNING) || busy(st), "I3: step \"%s\" runs with nothing in flight", n);
@@ -1094,6 +1131,11 @@ sg_err_t sg_saga_check_invariants(const sg_def_t *def, const sg_saga_t *sg, char
                                   size_t errstr_size) {
     CHECK(strcmp(sg->def_sha256, def->sha256) == 0 && sg->nsteps == def->nsteps,
           "I1: saga of another definition");
+    CHECK(sg->stage >= 0 && (sg->stage < def->nstages || (sg->stage == 0 && !def->nstages)),
+          "I1: stage %d out of range", sg->stage);
+    CHECK(strlen(sg->traceparent) == SG_TRACEPARENT_LEN && sg->context &&
+              json_is_object(json_object_get(sg->context, "steps")),
+          "I1: no traceparent or context");
     bool pivot_ok = false;
     for (int i = 0; i < sg->nsteps; i++) {
         sg_err_t err = check_step(def, sg, i, errstr, errstr_size);

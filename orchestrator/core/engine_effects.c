@@ -65,6 +65,13 @@ size_t sg_effects_count(const sg_effects_t *fx) {
     return fx ? fx->count : 0;
 }
 
+const char *sg_effects_ignored(const sg_effects_t *fx) {
+    const sg_effect_t *first = sg_effects_at(fx, 0);
+    if (!first || first->kind != SG_EFFECT_HISTORY)
+        return NULL;
+    return json_string_value(json_object_get(first->history.detail, "ignored"));
+}
+
 const sg_effect_t *sg_effects_at(const sg_effects_t *fx, size_t i) {
     return fx && i < fx->count ? &fx->items[i] : NULL;
 }

@@ -25,7 +25,7 @@ typedef struct step_state {
     int undo_attempt;
     int undo_base;
     char *awaiting;      /* id of the command whose reply is awaited, or NULL */
-    int64_t retry_at_ms; /* > 0: a retry timer is armed, nothing in flight */
+    int64_t retry_at_ms; /* != 0: a retry timer is armed, nothing in flight */
     bool unknown;        /* a forward attempt timed out or was abandoned */
     bool last_timed_out; /* the last forward attempt timed out */
     int completed_seq;   /* order in which its forward part ended; 0 = not */
@@ -53,7 +53,7 @@ struct sg_saga {
     char *reason;
     int64_t created_ms;
     int64_t updated_ms;
-    json_t *context;
+    json_t *context;         /* shared by copies: never changed in place */
     step_state_t *steps;
     int nsteps;
 };

@@ -89,7 +89,7 @@ sg_saga_t *sg_saga_copy(const sg_saga_t *saga) {
     c->id = dup_or_null(saga->id);
     c->type = dup_or_null(saga->type);
     c->reason = dup_or_null(saga->reason);
-    c->context = saga->context ? sg_engine_xjson(json_deep_copy(saga->context)) : NULL;
+    c->context = saga->context ? json_incref(saga->context) : NULL;
     for (int i = 0; i < saga->nsteps; i++) {
         c->steps[i] = saga->steps[i];
         c->steps[i].name = dup_or_null(saga->steps[i].name);
@@ -99,6 +99,44 @@ sg_saga_t *sg_saga_copy(const sg_saga_t *saga) {
                                 : NULL;
     }
     return c;
+}
+
+static bool str_equal(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool json_same(const json_t *a, const json_t *b) {
+    return a == b || (a && b && json_equal((json_t *)a, (json_t *)b));
+}
+
+static bool step_equal(const step_state_t *a, const step_state_t *b) {
+    return str_equal(a->name, b->name) && a->status == b->status &&
+           a->do_attempt == b->do_attempt && a->do_base == b->do_base &&
+           a->undo_attempt == b->undo_attempt && a->undo_base == b->undo_base &&
+           str_equal(a->awaiting, b->awaiting) && a->retry_at_ms == b->retry_at_ms &&
+           a->unknown == b->unknown && a->last_timed_out == b->last_timed_out &&
+           a->completed_seq == b->completed_seq && a->started_ms == b->started_ms &&
+           a->ended_ms == b->ended_ms && json_same(a->error, b->error);
+}
+
+bool sg_saga_equal(const sg_saga_t *a, const sg_saga_t *b) {
+    if (a == b)
+        return true;
+    if (!a || !b || a->nsteps != b->nsteps)
+        return false;
+    bool same = str_equal(a->id, b->id) && str_equal(a->type, b->type) &&
+                a->def_version == b->def_version && strcmp(a->def_sha256, b->def_sha256) == 0 &&
+                a->status == b->status && a->stage == b->stage && a->failing == b->failing &&
+                a->pivot_passed == b->pivot_passed &&
+                a->stuck_in_compensation == b->stuck_in_compensation &&
+                a->deadline_ms == b->deadline_ms && a->deadline_fired == b->deadline_fired &&
+                strcmp(a->traceparent, b->traceparent) == 0 && a->rng == b->rng &&
+                a->events == b->events && a->completions == b->completions &&
+                str_equal(a->reason, b->reason) && a->created_ms == b->created_ms &&
+                a->updated_ms == b->updated_ms && json_same(a->context, b->context);
+    for (int i = 0; same && i < a->nsteps; i++)
+        same = step_equal(&a->steps[i], &b->steps[i]);
+    return same;
 }
 
 /* ---- accessors ---- */
@@ -206,7 +244,7 @@ json_t *sg_saga_to_json(const sg_saga_t *saga) {
         json_array_append_new(steps, step_to_json(&saga->steps[i]));
     return sg_engine_xjson(json_pack(
         "{s:i,s:s,s:s,s:i,s:s,s:s,s:i,s:b,s:b,s:b,s:I,s:b,s:s,s:s,s:i,s:i,s:o,"
-        "s:I,s:I,s:O,s:o}",
+        "s:I,s:I,s:o,s:o}",
         "format", FORMAT_VERSION, "id", saga->id, "type", saga->type,
         "definition_version", saga->def_version, "definition_sha256", saga->def_sha256,
         "status", sg_saga_status_str(saga->status), "stage", saga->stage,
@@ -216,7 +254,7 @@ json_t *sg_saga_to_json(const sg_saga_t *saga) {
         "traceparent", saga->traceparent, "rng", rng, "events", saga->events,
         "completions", saga->completions, "reason", str_or_null(saga->reason),
         "created_ms", (json_int_t)saga->created_ms, "updated_ms", (json_int_t)saga->updated_ms,
-        "context", saga->context, "steps", steps));
+        "context", sg_engine_xjson(json_deep_copy(saga->context)), "steps", steps));
 }
 
 /* A reader that remembers the first problem. */

@@ -41,6 +41,10 @@ static bool queue(sg_store_t *st, stmt_id_t id, const params_t *p) {
                                p ? p->lengths : NULL, p ? p->formats : NULL, 0) == 1;
 }
 
+static const char *item_saga_id(const sg_store_item_t *it) {
+    return it->saga_id ? it->saga_id : it->saga ? it->saga->id : NULL;
+}
+
 static const char *timer_step(const sg_store_timer_t *t) {
     return t->step ? t->step : "";
 }
@@ -49,6 +53,7 @@ static const char *timer_step(const sg_store_timer_t *t) {
  * how many were queued, or -1 when the connection refused one; '*saga_at'
  * is the index of the saga write (-1 when none). */
 static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
+    const char *saga_id = item_saga_id(it);
     int q = 0;
     params_t p;
     *saga_at = -1;
@@ -63,12 +68,12 @@ static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
     if (it->message_id) {
         p = (params_t){0};
         params_text(&p, it->message_id);
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         SEND(ST_INBOX_INSERT);
     }
     if (it->fired_timer_id) {
         p = (params_t){0};
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         params_int(&p, it->fired_timer_id);
         SEND(ST_TIMER_DELETE_FIRED);
     }
@@ -84,7 +89,7 @@ static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
     for (size_t i = 0; i < it->nhistory; i++) {
         const sg_store_history_t *h = &it->history[i];
         p = (params_t){0};
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         params_text(&p, h->event);
         params_text(&p, h->step);
         params_text(&p, h->detail);
@@ -93,7 +98,7 @@ static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
     for (size_t i = 0; i < it->noutbox; i++) {
         const sg_store_outmsg_t *m = &it->outbox[i];
         p = (params_t){0};
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         params_text(&p, m->channel);
         params_text(&p, m->key);
         params_bytes(&p, m->payload, m->payload_len);
@@ -102,7 +107,7 @@ static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
     }
     for (size_t i = 0; i < it->ncancel; i++) {
         p = (params_t){0};
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         params_text(&p, it->cancel[i].kind);
         params_text(&p, timer_step(&it->cancel[i]));
         SEND(ST_TIMER_CANCEL);
@@ -110,7 +115,7 @@ static int send_item(sg_store_t *st, const sg_store_item_t *it, int *saga_at) {
     for (size_t i = 0; i < it->narm; i++) {
         const sg_store_timer_t *t = &it->arm[i];
         p = (params_t){0};
-        params_text(&p, it->saga_id);
+        params_text(&p, saga_id);
         params_text(&p, t->kind);
         params_text(&p, timer_step(t));
         params_int(&p, t->attempt);
@@ -150,6 +155,8 @@ static sg_err_t lost(sg_store_t *st, PGresult *res) {
 static sg_err_t read_segment(sg_store_t *st, segment_t *seg) {
     for (int q = 0; q < seg->nqueries; q++) {
         PGresult *res = PQgetResult(st->conn);
+        if (!res)
+            return lost(st, NULL);
         switch (PQresultStatus(res)) {
         case PGRES_TUPLES_OK:
             if (q == seg->saga_at && PQntuples(res) == 1)
@@ -190,13 +197,13 @@ static sg_err_t finish_item(sg_store_t *st, sg_store_item_t *it, segment_t *seg)
     if (seg->error) {
         it->result = store_classify(st->conn, seg->error);
         store_result_message(st->conn, seg->error, it->errmsg, sizeof it->errmsg);
+        if (it->result == SG_ERR_CONN) /* the server is going away */
+            err = store_fail(st, seg->error, "batch not committed");
         PQclear(seg->error);
-        if (it->result == SG_ERR_CONN)
-            return store_fail(st, NULL, "batch not committed");
     } else if (it->saga) {
         it->new_version = seg->version;
     }
-    return SG_OK;
+    return err;
 }
 
 /* A segment of transaction control (BEGIN or COMMIT): its failure fails the
@@ -215,28 +222,28 @@ static sg_err_t finish_control(sg_store_t *st, const char *what) {
 
 /* ---- the batch ---- */
 
+/* Reads item k's answers; the BEGIN segment's come before item 0's. */
+static sg_err_t read_item(sg_store_t *st, sg_store_item_t *items, segment_t *segs, size_t k) {
+    sg_err_t err = k == 0 ? finish_control(st, "cannot begin the batch") : SG_OK;
+    return err ? err : finish_item(st, &items[k], &segs[k]);
+}
+
 static sg_err_t run_pipeline(sg_store_t *st, sg_store_item_t *items, size_t n,
                              segment_t *segs) {
-    size_t nread = 0;
-    sg_err_t err = SG_OK;
+    sg_err_t err;
     if (!send_pair(st, ST_BEGIN, ST_SAVEPOINT))
         return store_fail(st, NULL, "batch not sent");
     for (size_t i = 0; i < n; i++) {
         segs[i].nqueries = send_item(st, &items[i], &segs[i].saga_at);
         if (segs[i].nqueries < 0)
             return store_fail(st, NULL, "batch not sent");
-        if (i == READ_BEHIND && (err = finish_control(st, "cannot begin the batch")))
+        if (i >= READ_BEHIND && (err = read_item(st, items, segs, i - READ_BEHIND)))
             return err;
-        for (; i >= READ_BEHIND && nread + READ_BEHIND <= i; nread++)
-            if ((err = finish_item(st, &items[nread], &segs[nread])))
-                return err;
     }
     if (!send_pair(st, ST_SAVEPOINT_ROLLBACK, ST_COMMIT))
         return store_fail(st, NULL, "batch not sent");
-    if (n <= READ_BEHIND && (err = finish_control(st, "cannot begin the batch")))
-        return err;
-    for (; nread < n; nread++)
-        if ((err = finish_item(st, &items[nread], &segs[nread])))
+    for (size_t k = n > READ_BEHIND ? n - READ_BEHIND : 0; k < n; k++)
+        if ((err = read_item(st, items, segs, k)))
             return err;
     return finish_control(st, "cannot commit the batch");
 }

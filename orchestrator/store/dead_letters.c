@@ -28,78 +28,47 @@ sg_err_t sg_store_dead_letter_add(sg_store_t *st, const char *channel, const cha
     return SG_OK;
 }
 
-static sg_err_t letters_query(sg_store_t *st, stmt_id_t id, const params_t *p,
-                              sg_store_dead_letter_t **out, size_t *n) {
-    sg_err_t err;
-    arena_t a;
-    void *rows;
-    *out = NULL;
-    *n = 0;
-    PGresult *res = store_exec(st, id, p, &err);
-    if (!res)
-        return err;
-    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
-    if (!err) {
-        sg_store_dead_letter_t *dl = rows;
-        for (int r = 0; r < PQntuples(res); r++) {
-            dl[r].id = cell_int(res, r, 0);
-            dl[r].received_at_ms = cell_int(res, r, 1);
-            dl[r].channel = arena_str(&a, res, r, 2);
-            dl[r].key = arena_str(&a, res, r, 3);
-            dl[r].raw = arena_bytea(&a, res, r, 4, &dl[r].raw_len);
-            dl[r].raw_len = (size_t)cell_int(res, r, 5);
-            dl[r].headers = arena_str(&a, res, r, 6);
-            dl[r].reason = arena_str(&a, res, r, 7);
-            dl[r].replayed_at_ms = cell_int(res, r, 8);
-        }
-        *out = dl;
-        *n = (size_t)PQntuples(res);
-    }
-    PQclear(res);
-    return err;
+static void letter_fill(void *row, arena_t *a, const PGresult *res, int r) {
+    sg_store_dead_letter_t *dl = row;
+    dl->id = cell_int(res, r, 0);
+    dl->received_at_ms = cell_int(res, r, 1);
+    dl->channel = arena_str(a, res, r, 2);
+    dl->key = arena_str(a, res, r, 3);
+    dl->raw = arena_bytea(a, res, r, 4, &dl->raw_len);
+    dl->raw_len = (size_t)cell_int(res, r, 5); /* also when the bytes are left out */
+    dl->headers = arena_str(a, res, r, 6);
+    dl->reason = arena_str(a, res, r, 7);
+    dl->replayed_at_ms = cell_int(res, r, 8);
 }
 
 sg_err_t sg_store_dead_letters_list(sg_store_t *st, int64_t before_id, int limit,
                                     sg_store_dead_letter_t **out, size_t *n) {
-    *out = NULL;
-    *n = 0;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
+    sg_err_t err;
     params_t p = {0};
     params_int(&p, before_id);
     params_int(&p, limit > 0 ? limit : 100);
-    return letters_query(st, ST_DL_LIST, &p, out, n);
-}
-
-static sg_err_t letter_one(sg_store_t *st, stmt_id_t id, int64_t letter,
-                           sg_store_dead_letter_t **out) {
-    size_t n = 0;
-    params_t p = {0};
-    params_int(&p, letter);
-    sg_err_t err = letters_query(st, id, &p, out, &n);
-    if (!err && n == 0)
-        err = SG_ERR_NOT_FOUND;
+    *out = store_rows(st, ST_DL_LIST, &p, sizeof **out, letter_fill, n, &err);
     return err;
 }
 
+static sg_store_dead_letter_t *letter_one(sg_store_t *st, stmt_id_t id, int64_t letter,
+                                          sg_err_t *err) {
+    params_t p = {0};
+    params_int(&p, letter);
+    return store_one(st, id, &p, sizeof(sg_store_dead_letter_t), letter_fill, err);
+}
+
 sg_err_t sg_store_dead_letter_get(sg_store_t *st, int64_t id, sg_store_dead_letter_t **out) {
-    *out = NULL;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
-    err = letter_one(st, ST_DL_GET, id, out);
+    sg_err_t err;
+    *out = letter_one(st, ST_DL_GET, id, &err);
     if (err == SG_ERR_NOT_FOUND)
         store_set_error(st, "no dead letter %lld", (long long)id);
     return err;
 }
 
 sg_err_t sg_store_dead_letter_replay(sg_store_t *st, int64_t id, sg_store_dead_letter_t **out) {
-    *out = NULL;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
-    err = letter_one(st, ST_DL_REPLAY, id, out);
+    sg_err_t err;
+    *out = letter_one(st, ST_DL_REPLAY, id, &err);
     if (err != SG_ERR_NOT_FOUND)
         return err;
     /* Nothing was taken: either there is no such letter, or it was

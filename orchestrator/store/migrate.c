@@ -23,10 +23,6 @@
 /* "sagad.migrations" as a number: the key of the advisory lock. */
 #define MIGRATION_LOCK_KEY "6081923104755121779"
 
-#ifndef SAGA_SHARE_DIR
-#define SAGA_SHARE_DIR "/usr/local/share/sagad"
-#endif
-
 typedef struct migration {
     int version;
     char file[256];     /* "0001_initial.sql" */

@@ -14,37 +14,24 @@
 
 /* ---- outbox ---- */
 
+static void outbox_fill(void *row, arena_t *a, const PGresult *res, int r) {
+    sg_store_outbox_row_t *m = row;
+    m->id = cell_int(res, r, 0);
+    m->saga_id = arena_str(a, res, r, 1);
+    m->channel = arena_str(a, res, r, 2);
+    m->key = arena_str(a, res, r, 3);
+    m->payload = arena_bytea(a, res, r, 4, &m->payload_len);
+    m->headers = arena_str(a, res, r, 5);
+    m->attempts = (int)cell_int(res, r, 6);
+}
+
 sg_err_t sg_store_outbox_claim(sg_store_t *st, int max, int64_t lease_ms,
                                sg_store_outbox_row_t **out, size_t *n) {
-    *out = NULL;
-    *n = 0;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
+    sg_err_t err;
     params_t p = {0};
     params_int(&p, max);
     params_int(&p, lease_ms);
-    PGresult *res = store_exec(st, ST_OUTBOX_CLAIM, &p, &err);
-    if (!res)
-        return err;
-    arena_t a;
-    void *rows;
-    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
-    if (!err) {
-        sg_store_outbox_row_t *msgs = rows;
-        for (int r = 0; r < PQntuples(res); r++) {
-            msgs[r].id = cell_int(res, r, 0);
-            msgs[r].saga_id = arena_str(&a, res, r, 1);
-            msgs[r].channel = arena_str(&a, res, r, 2);
-            msgs[r].key = arena_str(&a, res, r, 3);
-            msgs[r].payload = arena_bytea(&a, res, r, 4, &msgs[r].payload_len);
-            msgs[r].headers = arena_str(&a, res, r, 5);
-            msgs[r].attempts = (int)cell_int(res, r, 6);
-        }
-        *out = msgs;
-        *n = (size_t)PQntuples(res);
-    }
-    PQclear(res);
+    *out = store_rows(st, ST_OUTBOX_CLAIM, &p, sizeof **out, outbox_fill, n, &err);
     return err;
 }
 
@@ -93,35 +80,22 @@ sg_err_t sg_store_outbox_fail(sg_store_t *st, int64_t id, const char *error,
 
 /* ---- timers ---- */
 
+static void timer_fill(void *row, arena_t *a, const PGresult *res, int r) {
+    sg_store_timer_row_t *t = row;
+    t->id = cell_int(res, r, 0);
+    t->saga_id = arena_str(a, res, r, 1);
+    t->kind = arena_str(a, res, r, 2);
+    t->step = arena_str(a, res, r, 3);
+    t->attempt = (int)cell_int(res, r, 4);
+    t->due_at_ms = cell_int(res, r, 5);
+}
+
 sg_err_t sg_store_timers_claim(sg_store_t *st, int max, int64_t lease_ms,
                                sg_store_timer_row_t **out, size_t *n) {
-    *out = NULL;
-    *n = 0;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
+    sg_err_t err;
     params_t p = {0};
     params_int(&p, max);
     params_int(&p, lease_ms);
-    PGresult *res = store_exec(st, ST_TIMERS_CLAIM, &p, &err);
-    if (!res)
-        return err;
-    arena_t a;
-    void *rows;
-    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
-    if (!err) {
-        sg_store_timer_row_t *timers = rows;
-        for (int r = 0; r < PQntuples(res); r++) {
-            timers[r].id = cell_int(res, r, 0);
-            timers[r].saga_id = arena_str(&a, res, r, 1);
-            timers[r].kind = arena_str(&a, res, r, 2);
-            timers[r].step = arena_str(&a, res, r, 3);
-            timers[r].attempt = (int)cell_int(res, r, 4);
-            timers[r].due_at_ms = cell_int(res, r, 5);
-        }
-        *out = timers;
-        *n = (size_t)PQntuples(res);
-    }
-    PQclear(res);
+    *out = store_rows(st, ST_TIMERS_CLAIM, &p, sizeof **out, timer_fill, n, &err);
     return err;
 }

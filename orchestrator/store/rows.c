@@ -105,23 +105,33 @@ void saga_from_row(sg_store_saga_t *saga, arena_t *a, const PGresult *res, int r
     saga->updated_at_ms = cell_int(res, row, col + 11);
 }
 
-sg_err_t sagas_query(sg_store_t *st, stmt_id_t id, const params_t *p,
-                     sg_store_saga_t **out, size_t *n) {
-    sg_err_t err;
+void saga_fill(void *row, arena_t *a, const PGresult *res, int r) {
+    saga_from_row(row, a, res, r, 0);
+}
+
+void *store_rows(sg_store_t *st, stmt_id_t id, const params_t *p, size_t row_size,
+                 row_fill_fn fill, size_t *n, sg_err_t *err) {
+    void *rows = NULL;
     arena_t a;
-    void *rows;
-    *out = NULL;
     *n = 0;
-    PGresult *res = store_exec(st, id, p, &err);
+    *err = store_ready(st);
+    PGresult *res = *err ? NULL : store_exec(st, id, p, err);
     if (!res)
-        return err;
-    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
-    if (!err) {
-        *out = rows;
+        return NULL;
+    *err = rows_alloc(st, res, row_size, (size_t)PQntuples(res), &rows, &a);
+    for (int r = 0; !*err && r < PQntuples(res); r++)
+        fill((char *)rows + (size_t)r * row_size, &a, res, r);
+    if (!*err)
         *n = (size_t)PQntuples(res);
-        for (int r = 0; r < PQntuples(res); r++)
-            saga_from_row(&(*out)[r], &a, res, r, 0);
-    }
     PQclear(res);
-    return err;
+    return rows;
+}
+
+void *store_one(sg_store_t *st, stmt_id_t id, const params_t *p, size_t row_size,
+                row_fill_fn fill, sg_err_t *err) {
+    size_t n = 0;
+    void *row = store_rows(st, id, p, row_size, fill, &n, err);
+    if (!*err && n == 0)
+        *err = SG_ERR_NOT_FOUND;
+    return row;
 }

@@ -49,74 +49,43 @@ sg_err_t sg_store_definition_put(sg_store_t *st, const char *name, int version,
     return err;
 }
 
-static sg_err_t definitions_query(sg_store_t *st, stmt_id_t id, const params_t *p,
-                                  sg_store_definition_t **out, size_t *n) {
-    sg_err_t err;
-    arena_t a;
-    void *rows;
-    PGresult *res = store_exec(st, id, p, &err);
-    if (!res)
-        return err;
-    err = rows_alloc(st, res, sizeof **out, (size_t)PQntuples(res), &rows, &a);
-    if (!err) {
-        sg_store_definition_t *defs = rows;
-        for (int r = 0; r < PQntuples(res); r++) {
-            defs[r].name = arena_str(&a, res, r, 0);
-            defs[r].version = (int)cell_int(res, r, 1);
-            defs[r].sha256 = arena_str(&a, res, r, 2);
-            defs[r].body = arena_str(&a, res, r, 3);
-            defs[r].created_at_ms = cell_int(res, r, 4);
-            defs[r].running = cell_int(res, r, 5);
-        }
-        *out = defs;
-        *n = (size_t)PQntuples(res);
-    }
-    PQclear(res);
-    return err;
+static void definition_fill(void *row, arena_t *a, const PGresult *res, int r) {
+    sg_store_definition_t *def = row;
+    def->name = arena_str(a, res, r, 0);
+    def->version = (int)cell_int(res, r, 1);
+    def->sha256 = arena_str(a, res, r, 2);
+    def->body = arena_str(a, res, r, 3);
+    def->created_at_ms = cell_int(res, r, 4);
+    def->running = cell_int(res, r, 5);
 }
 
 sg_err_t sg_store_definition_get(sg_store_t *st, const char *name, int version,
                                  sg_store_definition_t **out) {
-    size_t n = 0;
-    *out = NULL;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
+    sg_err_t err;
     params_t p = {0};
     params_text(&p, name);
     params_int(&p, version);
-    err = definitions_query(st, ST_DEF_GET, &p, out, &n);
-    if (!err && n == 0) {
+    *out = store_one(st, ST_DEF_GET, &p, sizeof **out, definition_fill, &err);
+    if (err == SG_ERR_NOT_FOUND)
         store_set_error(st, "no definition '%s' version %d", name, version);
-        err = SG_ERR_NOT_FOUND;
-    }
     return err;
 }
 
 sg_err_t sg_store_definitions_list(sg_store_t *st, sg_store_definition_t **out, size_t *n) {
-    *out = NULL;
-    *n = 0;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
-    return definitions_query(st, ST_DEF_LIST, NULL, out, n);
+    sg_err_t err;
+    *out = store_rows(st, ST_DEF_LIST, NULL, sizeof **out, definition_fill, n, &err);
+    return err;
 }
 
 /* ---- sagas ---- */
 
 sg_err_t sg_store_saga_load(sg_store_t *st, const char *id, sg_store_saga_t **out) {
-    size_t n = 0;
-    *out = NULL;
-    sg_err_t err = store_ready(st);
-    if (err)
-        return err;
+    sg_err_t err;
     params_t p = {0};
     params_text(&p, id);
-    err = sagas_query(st, ST_SAGA_LOAD, &p, out, &n);
-    if (!err && n == 0) {
+    *out = store_one(st, ST_SAGA_LOAD, &p, sizeof **out, saga_fill, &err);
+    if (err == SG_ERR_NOT_FOUND)
         store_set_error(st, "no saga '%s'", id);
-        err = SG_ERR_NOT_FOUND;
-    }
     return err;
 }
 

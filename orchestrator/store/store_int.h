@@ -144,8 +144,17 @@ int64_t cell_int(const PGresult *res, int row, int col); /* 0 for NULL */
 void saga_create_params(params_t *p, const sg_store_saga_t *saga);
 void saga_update_params(params_t *p, const sg_store_saga_t *saga, int64_t expected_version);
 void saga_from_row(sg_store_saga_t *saga, arena_t *a, const PGresult *res, int row, int col);
-/* Runs a statement returning SAGA_COLUMNS rows into one allocation. */
-sg_err_t sagas_query(sg_store_t *st, stmt_id_t id, const params_t *p,
-                     sg_store_saga_t **out, size_t *n);
+/* Fills one saga from a row of SAGA_COLUMNS (for store_rows). */
+void saga_fill(void *row, arena_t *a, const PGresult *res, int r);
+
+/* Fills row 'r' of 'res' into 'row', its text into 'a'. */
+typedef void (*row_fill_fn)(void *row, arena_t *a, const PGresult *res, int r);
+/* A whole read call: starts it (store_ready), runs 'id' and returns its
+ * rows in one allocation (NULL when none or on error, with *err set). */
+void *store_rows(sg_store_t *st, stmt_id_t id, const params_t *p, size_t row_size,
+                 row_fill_fn fill, size_t *n, sg_err_t *err);
+/* The same for a statement that finds one row: SG_ERR_NOT_FOUND without. */
+void *store_one(sg_store_t *st, stmt_id_t id, const params_t *p, size_t row_size,
+                row_fill_fn fill, sg_err_t *err);
 
 #endif

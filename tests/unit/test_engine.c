@@ -550,6 +550,20 @@ static void test_abort_while_running_compensates_the_step_in_flight(void **state
     close_sim(&s);
 }
 
+static void test_abort_while_the_pivot_is_in_flight_fails_the_saga(void **state) {
+    (void)state;
+    sim_t s;
+    open_sim(&s, DEF_PIVOT);
+    OK(sim_start(&s, "s1", NULL, 1));
+    OK(sim_ok(&s, "a"));
+    OK(sim_abort(&s, "stop"));
+    assert_saga(&s, SG_SAGA_FAILED); /* the pivot may have happened: nothing is undone */
+    assert_step(&s, "piv", SG_STEP_TIMED_OUT);
+    assert_int_equal(sim_first_undo(&s, "a"), -1);
+    assert_non_null(strstr(sg_saga_reason(s.saga), "outcome of a pivot step is unknown"));
+    close_sim(&s);
+}
+
 /* Brings a fresh saga of DEF_PIVOT to 'status'. */
 static void reach(sim_t *s, sg_saga_status_t status) {
     OK(sim_start(s, "s1", NULL, 3));
@@ -858,6 +872,7 @@ int main(void) {
         cmocka_unit_test(test_deadline_compensates_including_the_step_in_flight),
         cmocka_unit_test(test_deadline_past_the_pivot_fails_the_saga),
         cmocka_unit_test(test_abort_while_running_compensates_the_step_in_flight),
+        cmocka_unit_test(test_abort_while_the_pivot_is_in_flight_fails_the_saga),
         cmocka_unit_test(test_abort_changes_nothing_unless_running),
         cmocka_unit_test(test_abort_past_the_pivot_is_ignored),
         cmocka_unit_test(test_operator_retry_resumes_a_stuck_compensation_with_fresh_attempts),

@@ -148,6 +148,40 @@ static void test_broken_saga_states_are_refused(void **state) {
     sim_release(&s);
 }
 
+static void test_apply_refuses_a_damaged_state_instead_of_crashing(void **state) {
+    (void)state;
+    sim_t s;
+    sim_init(&s, sim_load_def(DEF));
+    OK(sim_start(&s, "order-1", "{\"n\":1}", 9));
+    static const struct { const char *path, *value; } cases[] = {
+        {"stage", "7"}, {"stage", "-1"}, {"status", "\"completed\""},
+        {"step0.awaiting", "\"order-1/a/do/9\""}, {"step0.do_attempt", "12"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        json_t *j = sg_saga_to_json(s.saga);
+        json_t *target = j;
+        const char *key = cases[k].path;
+        if (strncmp(key, "step0.", 6) == 0) {
+            target = json_array_get(json_object_get(j, "steps"), 0);
+            key += 6;
+        }
+        json_object_set_new(target, key, json_loads(cases[k].value, JSON_DECODE_ANY, NULL));
+        sg_saga_t *damaged = NULL, *out = NULL;
+        sg_effects_t *fx = NULL;
+        char err[256];
+        OK(sg_saga_from_json(j, &damaged, err, sizeof err));
+        sg_input_t in = {.kind = SG_INPUT_ABORT};
+        assert_int_equal(sg_engine_apply(s.def, damaged, &in, s.now, &s.env, &out, &fx, err, sizeof err),
+                         SG_ERR_INVALID);
+        assert_non_null(strstr(err, "broken state"));
+        assert_null(out);
+        sg_saga_destroy(damaged);
+        json_decref(j);
+    }
+    sg_def_destroy(s.def);
+    sim_release(&s);
+}
+
 /* ---- inputs ---- */
 
 static void test_inputs_round_trip_through_json(void **state) {
@@ -262,6 +296,7 @@ int main(void) {
         cmocka_unit_test(test_saga_state_round_trips_exactly_in_every_phase),
         cmocka_unit_test(test_saga_state_json_holds_what_the_store_needs),
         cmocka_unit_test(test_broken_saga_states_are_refused),
+        cmocka_unit_test(test_apply_refuses_a_damaged_state_instead_of_crashing),
         cmocka_unit_test(test_inputs_round_trip_through_json),
         cmocka_unit_test(test_bad_input_json_is_refused_with_the_reason),
         cmocka_unit_test(test_status_and_timer_names_parse_back),

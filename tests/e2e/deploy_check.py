@@ -453,7 +453,16 @@ def check_compose(stage_names, channels):
             check(not unknown, "compose: %s's SAGA_ variables are configuration keys" % name,
                   ", ".join(unknown))
     pcmd = services["participant"].get("command", [])
-    pchans = {pcmd[i + 1] for i, a in enumerate(pcmd[:-1]) if a == "--channel"}
+    pchans = set()
+    for i, a in enumerate(pcmd[:-1]):
+        v = str(pcmd[i + 1])
+        if a == "--kafka-topic":
+            pchans.add("kafka:" + v)
+        elif a == "--amqp-queue":
+            pchans.add("amqp:/" + v)
+        elif a == "--amqp-bind" and v.count(":") == 2:
+            ex, key, _queue = v.split(":")
+            pchans.add("amqp:%s/%s" % (ex, key))
     for ch in sorted(channels):
         check(ch in pchans, "compose: the participant consumes %s" % ch)
     senv = sagad.get("environment", {})

@@ -1,0 +1,220 @@
+# faults/lib.sh: what the fault-injection scenarios (tests/e2e/test_fault_*.sh)
+# share, on top of tests/e2e/lib.sh (sourced first, here).
+#
+# A scenario: fault_init NAME; start participant(s) with fault_rules and
+# sagad(s); fault_feed sends the mixed workload in the background while the
+# scenario injects its faults (fault_count records each); fault_wait_feed;
+# fault_drain waits until every saga is finished; fault_check runs the
+# invariant checker (check_invariants.sh) and fault_record writes the
+# scenario's figures for the suite summary (summary.sh).
+#
+# Knobs:
+#   FAULT_SEED    seed of every random choice of the scenario (printed at the
+#                 start; set it to replay a run)
+#   FAULT_SAGAS   sagas of the workload (each scenario has its default)
+#   SOAK=1        five times the default workload, longer fault phases
+#   FAULT_RESULTS folder of the per-scenario figures
+#                 (default <build>/fault-results)
+
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+FAULT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FAULT_RESULTS=${FAULT_RESULTS:-$E2E_BIN/fault-results}
+FAULT_SOAK=${SOAK:-0}
+declare -A FAULT_COUNTS=()
+
+# The workload: per chunk of 20 sagas, 8 orders (2 whose charge is refused:
+# they compensate; 2 whose credit check fails once, retryably), 6 greetings
+# (1 whose delivery is refused), 6 trips (1 whose car rental is refused:
+# the flight and the hotel are cancelled). Starts go through Kafka and
+# RabbitMQ in turn.
+FAULT_CHUNK=20
+FAULT_ORDER_OK='{"order_id":"o-{n}","customer_id":"c-{n}","amount":{n}5,"items":[{"sku":"sku-{n}","qty":1}]}'
+FAULT_ORDER_BAD='{"order_id":"o-{n}","customer_id":"c-{n}","amount":9999{n},"items":[{"sku":"sku-{n}","qty":2}]}'
+FAULT_ORDER_RETRY='{"order_id":"o-{n}","customer_id":"retry","amount":{n}7,"items":[{"sku":"sku-{n}","qty":3}]}'
+FAULT_GREET_OK='{"name":"Friend {n}"}'
+FAULT_GREET_BAD='{"name":"Nobody"}'
+FAULT_TRIP_OK='{"traveller":{"name":"T{n}","email":"t{n}@example.com"},"from":"CDG","to":"LIS","depart_on":"2025-06-01","return_on":"2025-06-08","card_token":"tok-{n}"}'
+FAULT_TRIP_BAD='{"traveller":{"name":"T{n}","email":"t{n}@example.com"},"from":"CDG","to":"NOWHERE","depart_on":"2025-06-01","return_on":"2025-06-08","card_token":"tok-{n}"}'
+
+# fault_init NAME DEFAULT_SAGAS [SAGA...]: seed, workload size, test setup.
+fault_init() {
+    local name=$1 default=$2
+    shift 2
+    FAULT_SEED=${FAULT_SEED:-$(( ($(date +%s%N) / 1000) % 1000000000 ))}
+    RANDOM=$FAULT_SEED
+    FAULT_SAGAS=${FAULT_SAGAS:-$default}
+    ((FAULT_SOAK)) && FAULT_SAGAS=$((FAULT_SAGAS * 5))
+    # whole chunks only
+    FAULT_SAGAS=$(( (FAULT_SAGAS + FAULT_CHUNK - 1) / FAULT_CHUNK * FAULT_CHUNK ))
+    e2e_init "$name" "$@"
+    e2e_log "FAULT_SEED=$FAULT_SEED (replay: FAULT_SEED=$FAULT_SEED bash $0), $FAULT_SAGAS sagas$( ((FAULT_SOAK)) && echo ', soak')"
+    FAULT_T0=$(date +%s)
+}
+
+# fault_rand LOW HIGH: a number in [LOW, HIGH], from the seeded generator.
+fault_rand() {
+    echo $(($1 + RANDOM % ($2 - $1 + 1)))
+}
+
+# fault_sleep_ms MS
+fault_sleep_ms() {
+    sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"
+}
+
+# fault_count KIND [N]: records N (default 1) injected faults of KIND.
+fault_count() {
+    FAULT_COUNTS[$1]=$(( ${FAULT_COUNTS[$1]:-0} + ${2:-1} ))
+    e2e_log "fault: $1 (${FAULT_COUNTS[$1]} so far)"
+}
+
+# The participant's rules for the workload (a JSON file), with the rules
+# given as JSON objects first (they are tried in order).
+fault_rules() {
+    local file=$E2E_WORK/rules.json extra
+    extra=$(printf '%s\n' "$@" | jq -s '.')
+    jq -n --argjson extra "$extra" '$extra + [
+        {"type": "payment.charge", "action": "fail", "when": "$.amount>=99990",
+         "code": "card_declined", "message": "declined"},
+        {"type": "credit.check", "action": "retry", "attempts": "1", "when": "$.customer=retry",
+         "code": "busy", "message": "try again"},
+        {"type": "greeting.deliver", "action": "fail", "when": "$.text=Hello, Nobody!",
+         "code": "bounced", "message": "no such address"},
+        {"type": "travel.car.rent", "action": "fail", "when": "$.pick_up_at=NOWHERE",
+         "code": "no_cars", "message": "no cars there"}
+    ]' >"$file"
+    echo "$file"
+}
+
+# The expected final status of each saga of the workload, by id prefix:
+# fault_expected_sql prints a VALUES list (prefix, status) for the checker.
+fault_expected() {
+    cat <<'EOF'
+order-ok completed
+order-retry completed
+order-bad compensated
+greet-ok completed
+greet-bad compensated
+trip-ok completed
+trip-bad compensated
+EOF
+}
+
+# Sends chunk K (0-based) of the workload through CHANNEL; resends until
+# the broker has it all (a resent start of an existing saga is a duplicate
+# sagad ignores).
+fault_send_chunk() {
+    local k=$1 via=$2 first tag tries
+    first=$((k * 2 + 1))   # 2 per kind and chunk, numbered from 1
+    local sends=(
+        "order_fulfillment order-ok 4 $FAULT_ORDER_OK"
+        "order_fulfillment order-bad 2 $FAULT_ORDER_BAD"
+        "order_fulfillment order-retry 2 $FAULT_ORDER_RETRY"
+        "greeting greet-ok 5 $FAULT_GREET_OK"
+        "greeting greet-bad 1 $FAULT_GREET_BAD"
+        "travel_booking trip-ok 5 $FAULT_TRIP_OK"
+        "travel_booking trip-bad 1 $FAULT_TRIP_BAD"
+    )
+    local s type prefix n data
+    for s in "${sends[@]}"; do
+        read -r type prefix n data <<<"$s"
+        first=$((k * n + 1))
+        for ((tries = 1; ; tries++)); do
+            "$PARTICIPANT" send --quiet --to "$via" --count "$n" --sagatype "$type" \
+                --prefix "$prefix" --first "$first" --data "$data" 2>>"$E2E_WORK/feed.err" && break
+            ((tries < 60)) || return 1
+            sleep 1
+        done
+    done
+}
+
+# fault_feed [PAUSE_MS]: sends the workload in chunks, PAUSE_MS (default
+# 200) apart, alternating Kafka and RabbitMQ, in the background.
+fault_feed() {
+    local pause=${1:-200}
+    (
+        set +e
+        local k chunks=$((FAULT_SAGAS / FAULT_CHUNK)) via
+        for ((k = 0; k < chunks; k++)); do
+            if ((k % 2)); then via=$E2E_IN_AMQP; else via=$E2E_IN_KAFKA; fi
+            fault_send_chunk "$k" "$via" || { echo "chunk $k failed" >>"$E2E_WORK/feed.err"; exit 1; }
+            echo $(((k + 1) * FAULT_CHUNK)) >"$E2E_WORK/fed"
+            fault_sleep_ms "$pause"
+        done
+    ) &
+    FAULT_FEED_PID=$!
+    E2E_PIDS+=("$FAULT_FEED_PID")
+    e2e_log "feeding $FAULT_SAGAS sagas in chunks of $FAULT_CHUNK"
+}
+
+# How many sagas the feeder has handed to the brokers so far.
+fault_fed() {
+    cat "$E2E_WORK/fed" 2>/dev/null || echo 0
+}
+
+fault_feed_running() {
+    kill -0 "$FAULT_FEED_PID" 2>/dev/null
+}
+
+fault_wait_feed() {
+    local rc=0
+    wait "$FAULT_FEED_PID" || rc=$?
+    ((rc == 0)) || { tail -n 20 "$E2E_WORK/feed.err" >&2; e2e_fail "the feeder failed"; }
+    e2e_log "all $FAULT_SAGAS sagas sent"
+}
+
+# fault_drain COUNT TIMEOUT: until COUNT sagas exist, none is running or
+# compensating, and the outbox is empty.
+fault_drain() {
+    local n=$1 timeout=$2
+    e2e_wait_finished "$n" "$timeout"
+    e2e_wait_sql "SELECT count(*) = 0 FROM outbox" "$timeout" "the outbox to drain"
+    e2e_log "drained: $(e2e_sql "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM sagas GROUP BY 1) x")"
+}
+
+# fault_restart_sagad NAME [JSON]: starts NAME again after it died.
+fault_restart_sagad() {
+    local pid=${E2E_PID[$1]}
+    wait "$pid" 2>/dev/null || true
+    mv "${E2E_LOG[$1]}" "${E2E_LOG[$1]}.$(date +%s%N)" 2>/dev/null || true
+    e2e_start_sagad "$@"
+}
+
+# fault_kill NAME: SIGKILL, and reaps it.
+fault_kill() {
+    local pid=${E2E_PID[$1]}
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# fault_alive NAME
+fault_alive() {
+    kill -0 "${E2E_PID[$1]}" 2>/dev/null
+}
+
+# fault_check [CHECKER OPTIONS...]: the invariant checker over this test's
+# database, with the workload's expected statuses; fails the test when any
+# invariant is broken. Its figures go to FAULT_CHECK_FIGURES.
+fault_check() {
+    local out=$E2E_WORK/invariants.txt rc=0
+    fault_expected >"$E2E_WORK/expected.txt"
+    bash "$FAULT_DIR/check_invariants.sh" --db "$E2E_DB" --sagas "$FAULT_SAGAS" \
+        --expected "$E2E_WORK/expected.txt" "$@" >"$out" 2>&1 || rc=$?
+    sed 's/^/    /' "$out"
+    ((rc == 0)) || e2e_fail "invariants broken (seed $FAULT_SEED)"
+    FAULT_CHECK_FIGURES=$(sed -n 's/^FIGURES //p' "$out" | tail -n 1)
+}
+
+# fault_record: the scenario's line for the suite summary.
+fault_record() {
+    local kinds="" k
+    for k in $(printf '%s\n' "${!FAULT_COUNTS[@]}" | sort); do
+        kinds+="${kinds:+,}$k=${FAULT_COUNTS[$k]}"
+    done
+    mkdir -p "$FAULT_RESULTS"
+    printf 'scenario=%s seed=%s %s faults=%s time=%ss\n' "$E2E_NAME" "$FAULT_SEED" \
+        "$FAULT_CHECK_FIGURES" "${kinds:-none}" "$(($(date +%s) - FAULT_T0))" \
+        >"$FAULT_RESULTS/$E2E_NAME.txt"
+    e2e_log "RESULT $(cat "$FAULT_RESULTS/$E2E_NAME.txt")"
+}

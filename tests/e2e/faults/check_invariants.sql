@@ -49,6 +49,7 @@ SELECT saga_id, seq, step, detail->>'id' AS id, (detail->>'undo')::boolean AS un
        (detail->>'attempt')::int AS attempt
 FROM saga_history WHERE event = 'command.sent';
 CREATE INDEX ON fx_sent (id);
+CREATE INDEX ON fx_sent (saga_id, step);
 
 CREATE TEMP TABLE fx_inputs AS
 SELECT saga_id, seq, event, step, detail->'input'->>'kind' AS kind,
@@ -57,14 +58,16 @@ SELECT saga_id, seq, event, step, detail->'input'->>'kind' AS kind,
        (detail ? 'ignored') AS ignored
 FROM saga_history WHERE event LIKE 'input.%';
 CREATE INDEX ON fx_inputs (causation_id);
+CREATE INDEX ON fx_inputs (saga_id, step);
 
 CREATE TEMP TABLE fx_effects AS
 SELECT e.*, split_part(e.command_id, '/', 3) = 'undo' AS is_undo FROM participant_effects e;
 CREATE INDEX ON fx_effects (command_id);
+CREATE INDEX ON fx_effects (saga_id, step);
 
 -- An effect whose answer the saga never applied is explained when its
 -- attempt timed out, or the step was abandoned in flight (abort, deadline).
-CREATE TEMP VIEW fx_explained AS
+CREATE TEMP TABLE fx_explained AS
 SELECT e.command_id FROM fx_effects e
 JOIN fx_sent c ON c.id = e.command_id
 WHERE EXISTS (SELECT 1 FROM fx_inputs i WHERE i.saga_id = e.saga_id AND i.step = e.step
@@ -73,10 +76,22 @@ WHERE EXISTS (SELECT 1 FROM fx_inputs i WHERE i.saga_id = e.saga_id AND i.step =
    OR EXISTS (SELECT 1 FROM saga_history h WHERE h.saga_id = e.saga_id AND h.step = e.step
                 AND h.event = 'step.timed_out' AND h.seq > c.seq);
 
-CREATE TEMP VIEW fx_accepted AS
+CREATE UNIQUE INDEX ON fx_explained (command_id);
+
+CREATE TEMP TABLE fx_accepted AS
 SELECT i.saga_id, i.step, i.causation_id, i.outcome,
        split_part(i.causation_id, '/', 3) = 'undo' AS is_undo
 FROM fx_inputs i WHERE i.kind = 'reply' AND NOT i.ignored;
+CREATE INDEX ON fx_accepted (causation_id);
+CREATE INDEX ON fx_accepted (saga_id, step);
+
+ANALYZE fx_defsteps;
+ANALYZE fx_steps;
+ANALYZE fx_sent;
+ANALYZE fx_inputs;
+ANALYZE fx_effects;
+ANALYZE fx_explained;
+ANALYZE fx_accepted;
 
 -- a check: name, violations, up to 5 examples, meaning
 CREATE TEMP TABLE fx_out (ord serial, name text, n bigint, examples text, what text);
@@ -121,7 +136,7 @@ SELECT 'no reply lost', count(*), string_agg(command_id || '=' || outcome, ' ') 
        'every answer was applied, unless its attempt had timed out or was abandoned'
 FROM (SELECT e.command_id, e.outcome, row_number() OVER () AS rn FROM fx_effects e
       WHERE NOT EXISTS (SELECT 1 FROM fx_accepted a WHERE a.causation_id = e.command_id)
-        AND e.command_id NOT IN (SELECT command_id FROM fx_explained)) e;
+        AND NOT EXISTS (SELECT 1 FROM fx_explained x WHERE x.command_id = e.command_id)) e;
 
 INSERT INTO fx_out (name, n, examples, what)
 SELECT 'answers agree', count(*), string_agg(a.causation_id, ' ') FILTER (WHERE rn <= 5),
@@ -139,9 +154,10 @@ INSERT INTO fx_out (name, n, examples, what)
 SELECT 'no effect twice', count(*), string_agg(saga_id || '/' || step, ' ') FILTER (WHERE rn <= 5),
        'a step took effect more than once only when an attempt of it timed out'
 FROM (SELECT e.saga_id, e.step, e.is_undo, row_number() OVER () AS rn FROM fx_effects e
+      LEFT JOIN fx_explained x ON x.command_id = e.command_id
       WHERE e.outcome = 'success'
       GROUP BY e.saga_id, e.step, e.is_undo
-      HAVING count(*) > 1 + count(*) FILTER (WHERE e.command_id IN (SELECT command_id FROM fx_explained))) x;
+      HAVING count(*) > 1 + count(x.command_id)) v;
 
 INSERT INTO fx_out (name, n, examples, what)
 SELECT 'completed sagas ran every step', count(*), string_agg(saga_id || '/' || step, ' ') FILTER (WHERE rn <= 5),

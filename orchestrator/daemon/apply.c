@@ -247,7 +247,8 @@ static void observe_steps(sagad_t *d, const pick_t *p, const sg_work_t *w, int64
         if (!strcmp(ev, "step.succeeded") || !strcmp(ev, "step.failed") ||
             !strcmp(ev, "step.timed_out")) {
             sg_metrics_add(d->metrics, SG_M_STEPS, 1, type, e->history.step, ev + 5);
-            sg_log(strcmp(ev, "step.succeeded") ? SG_LOG_INFO : SG_LOG_DEBUG, &ctx, "step %s", ev + 5);
+            sg_log(strcmp(ev, "step.succeeded") ? SG_LOG_INFO : SG_LOG_DEBUG, &ctx, "step %s",
+                   ev + 5);
             if (w->in.kind == SG_INPUT_REPLY && p->before && w->in.step &&
                 !strcmp(w->in.step, e->history.step)) {
                 int64_t started = step_started_ms(p->before, e->history.step);

@@ -51,8 +51,8 @@ void sg_upkeep_ping(sagad_t *d, int64_t now) {
     d->next_ping = now + SAGAD_PING_MS;
     char errstr[256];
     if (d->kp || d->kc) {
-        sg_err_t err = d->kp ? sg_kafka_producer_ping(d->kp, 2000, errstr, sizeof errstr)
-                             : sg_kafka_consumer_ping(d->kc, 2000, errstr, sizeof errstr);
+        sg_err_t err = d->kp ? sg_kafka_producer_ping(d->kp, 1000, errstr, sizeof errstr)
+                             : sg_kafka_consumer_ping(d->kc, 1000, errstr, sizeof errstr);
         sg_health_set(d, HEALTH_KAFKA, err == SG_OK, errstr);
     }
     if (d->ac || d->ap) {

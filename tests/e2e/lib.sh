@@ -28,6 +28,7 @@ PARTICIPANT=$E2E_BIN/tests/tools/participant
 export SAGA_MIGRATIONS_DIR=$E2E_SRC/migrations
 
 E2E_PIDS=()          # every process this test started, in order
+E2E_PARTICIPANTS=()  # participants started and not yet seen ready
 declare -A E2E_PID   # name -> pid
 declare -A E2E_LOG   # name -> log file
 E2E_PASSED=0
@@ -84,7 +85,8 @@ e2e_free_port() {
 }
 
 # e2e_init NAME [SAGA...]: work folder, id, database, definitions (the
-# examples named, default all of sagas/*.json), cleanup trap.
+# examples named, or files given by their path in the source tree; default
+# all of sagas/*.json), cleanup trap.
 e2e_init() {
     E2E_NAME=$1
     shift
@@ -107,7 +109,9 @@ e2e_init() {
     mkdir -p "$E2E_WORK/sagas"
     local names=("$@") n
     ((${#names[@]})) || names=($(basename -s .json "$E2E_SRC"/sagas/*.json))
-    for n in "${names[@]}"; do e2e_add_saga "$E2E_SRC/sagas/$n.json"; done
+    for n in "${names[@]}"; do
+        if [[ $n == */* ]]; then e2e_add_saga "$E2E_SRC/$n"; else e2e_add_saga "$E2E_SRC/sagas/$n.json"; fi
+    done
     e2e_log "work $E2E_WORK, database $E2E_DBNAME, channels *.$E2E_ID"
 }
 
@@ -136,7 +140,9 @@ e2e_create_topics() {
 }
 
 # e2e_config FILE PORT [JSON]: sagad's configuration for this test, with
-# JSON (an object) merged over it.
+# JSON (an object) merged over it. The dev broker answers a fetch only when
+# fetch.wait.max.ms has passed (it does not wake waiting fetches when data
+# arrives), so consumers ask with a short wait.
 e2e_config() {
     local file=$1 port=$2 extra=${3:-'{}'}
     jq -n --arg db "$E2E_DB" --arg sagas "$E2E_WORK/sagas" --arg mig "$E2E_SRC/migrations" \
@@ -146,7 +152,7 @@ e2e_config() {
         --argjson extra "$extra" '{
           database_url: $db, sagas_dir: $sagas, migrations_dir: $mig,
           kafka: { brokers: $brokers, group_id: $group,
-                   properties: { "session.timeout.ms": "6000" } },
+                   properties: { "session.timeout.ms": "6000", "fetch.wait.max.ms": "20" } },
           amqp: { url: $amqp },
           inputs: [$ink, $rk, $ina, $ra],
           reply_to: { kafka: $rk, amqp: $ra },
@@ -186,6 +192,7 @@ e2e_start_sagad() {
         kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && {
             e2e_log "$name ready (pid $pid, http $port)"
+            e2e_wait_participants
             return 0
         }
         sleep 0.1
@@ -194,8 +201,9 @@ e2e_start_sagad() {
 }
 
 # e2e_start_participant NAME [ARGS...]: a participant consuming every
-# command channel of the test's definitions, with ARGS (rules) added;
-# waits until it consumes.
+# command channel of the test's definitions, with ARGS (rules) added.
+# It does not wait: e2e_wait_participants (called by e2e_start_sagad) waits
+# until every participant consumes, so both join their groups at once.
 e2e_start_participant() {
     local name=$1 ch args=() topics=() log pid
     shift
@@ -215,12 +223,22 @@ e2e_start_participant() {
     E2E_PIDS+=("$pid")
     E2E_PID[$name]=$pid
     E2E_LOG[$name]=$log
-    for _ in $(seq 300); do
-        [[ -s $E2E_WORK/$name.ready ]] && { e2e_log "$name ready (pid $pid)"; return 0; }
-        kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
-        sleep 0.1
+    E2E_PARTICIPANTS+=("$name")
+}
+
+e2e_wait_participants() {
+    local name pid
+    for name in "${E2E_PARTICIPANTS[@]}"; do
+        pid=${E2E_PID[$name]}
+        for _ in $(seq 400); do
+            [[ -s $E2E_WORK/$name.ready ]] && break
+            kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
+            sleep 0.1
+        done
+        [[ -s $E2E_WORK/$name.ready ]] || e2e_fail "$name not ready within 40 s"
+        e2e_log "$name ready (pid $pid)"
     done
-    e2e_fail "$name not ready within 30 s"
+    E2E_PARTICIPANTS=()
 }
 
 # e2e_stop NAME: SIGTERM, then waits; fails unless it exits 0 within 30 s.
@@ -237,11 +255,60 @@ e2e_stop() {
     e2e_log "$name stopped cleanly"
 }
 
+# e2e_wait_kafka_group PARTITIONS NAME...: waits until the sagad processes
+# NAME... share the PARTITIONS partitions of their input topics, each with
+# some, and the group has stayed so for 2 s (each one's last rebalance line
+# in its log is an assignment). A group that members join one after the other rebalances
+# several times; input sent meanwhile waits.
+e2e_wait_kafka_group() {
+    local want=$1 name total stable=0 last n idle
+    shift
+    for _ in $(seq 240); do
+        total=0
+        idle=0
+        for name in "$@"; do
+            last=$(grep -o 'kafka rebalance: [a-z]* [0-9]*' "${E2E_LOG[$name]}" | tail -n1 || true)
+            n=0
+            [[ $last == *assigned* ]] && n=${last##* }
+            ((n > 0)) || idle=1
+            total=$((total + n))
+        done
+        if ((total == want && !idle)); then
+            stable=$((stable + 1))
+            ((stable >= 8)) && { e2e_log "kafka group stable: $want partitions over $#"; return 0; }
+        else
+            stable=0
+        fi
+        sleep 0.25
+    done
+    e2e_fail "the kafka group of $* did not settle on $want partitions"
+}
+
+# e2e_warm_up SAGATYPE DATA: starts saga "warmup" through Kafka and waits
+# until sagad has taken it in. sagad is ready before its Kafka consumer
+# group has its partitions (the first join takes seconds); a test whose
+# timeouts are short waits for this, so that replies are read at once.
+e2e_warm_up() {
+    local line
+    line=$(jq -cn --arg t "$1" --argjson d "$2" \
+        '{specversion: "1.0", id: "warmup", source: "urn:e2e", type: "saga.start", sagatype: $t, sagaid: "warmup", data: $d}')
+    e2e_send "$E2E_IN_KAFKA" --lines <(echo "$line")
+    e2e_wait_sql "SELECT count(*) = 1 FROM sagas WHERE id = 'warmup'" 30 "the warm-up saga taken in through kafka"
+}
+
 # e2e_send CHANNEL ARGS...: participant send (see participant_send.c).
 e2e_send() {
     local to=$1
     shift
     "$PARTICIPANT" send --quiet --to "$to" "$@" || e2e_fail "sending to $to failed"
+}
+
+# e2e_metric SAGAD_NAME METRIC [LABEL-FILTER]: the sum of the series of
+# METRIC on that sagad's /metrics whose labels contain the filter text.
+e2e_metric() {
+    local port_var=E2E_PORT_$1
+    curl -s "http://127.0.0.1:${!port_var}/metrics" |
+        awk -v m="$2" -v f="${3:-}" '$1 ~ "^"m"({|$)" && index($1, f) { s += $2 } END { printf "%d\n", s }'
 }
 
 e2e_sql() {
@@ -288,7 +355,7 @@ e2e_check_invariants() {
     local checks=(
         "outbox rows left after all sagas finished|SELECT count(*) FROM outbox"
         "timers left for finished sagas|SELECT count(*) FROM timers t JOIN sagas s ON s.id = t.saga_id WHERE s.status IN ('completed','compensated')"
-        "a step that took effect twice|SELECT count(*) FROM (SELECT saga_id, step, undo FROM participant_effects WHERE outcome = 'success' GROUP BY 1,2,3 HAVING count(*) > 1) x"
+        "a step that took effect twice (without a timeout that made it be sent again)|SELECT count(*) FROM (SELECT saga_id, step, undo FROM participant_effects WHERE outcome = 'success' GROUP BY 1,2,3 HAVING count(*) > 1) x WHERE NOT EXISTS (SELECT 1 FROM saga_history h WHERE h.saga_id = x.saga_id AND h.step = x.step AND h.event = 'input.timer' AND h.detail->'input'->>'timer' IN ('step_timeout', 'compensation_timeout'))"
         "commands for sagas that do not exist|SELECT count(*) FROM participant_effects e LEFT JOIN sagas s ON s.id = e.saga_id WHERE s.id IS NULL"
         "a completed saga with a compensation|SELECT count(*) FROM participant_effects e JOIN sagas s ON s.id = e.saga_id WHERE e.undo AND s.status = 'completed'"
         "a completed saga with a step that never succeeded|SELECT count(*) FROM sagas s JOIN ($E2E_DEFSTEPS) d ON d.type = s.type AND d.version = s.definition_version WHERE s.status = 'completed' AND NOT EXISTS (SELECT 1 FROM participant_effects e WHERE e.saga_id = s.id AND e.step = d.step AND NOT e.undo AND e.outcome = 'success')"

@@ -23,6 +23,7 @@ e2e_start_participant participant \
     --rule 'greeting.compose:succeed:when=$.to=Late,delay=1500ms' \
     --rule 'greeting.deliver:silent:when=$.text=quiet' \
     --rule 'greeting.deliver:succeed:when=$.text=noisy,repeat=2,dupes=1,stale'
+e2e_wait_participants
 
 # cmd SAGA STEP DO|UNDO ATTEMPT TYPE REPLYTO DATA
 cmd() {

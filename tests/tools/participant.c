@@ -141,7 +141,8 @@ static void usage(FILE *to) {
             "  --amqp-url URL             default $SAGA_AMQP_URL\n"
             "  --prefetch N               RabbitMQ prefetch (default 256)\n"
             "  --source URI               the replies' source (default urn:participant)\n"
-            "  --ready-file PATH          written once consuming has started\n"
+            "  --ready-file PATH          written once consuming has started (for Kafka: once\n"
+            "                             a probe sent to each topic came back)\n"
             "A command no rule matches succeeds. Effects go to table participant_effects.\n");
 }
 
@@ -273,6 +274,12 @@ typedef struct server {
     size_t njobs;
     int64_t next_ref;
     int64_t amqp_retry_at;
+    /* readiness: a probe sent to each Kafka topic has come back, so the
+     * group has its partitions (or the wait ran out) */
+    char probe[64];
+    size_t probes_seen;
+    int64_t ready_deadline;
+    bool ready;
     /* figures for the final log line */
     long commands;
     long redeliveries;
@@ -547,6 +554,12 @@ static void queue_replies(server_t *s, const command_t *c, const pt_rule_t *r, b
 static sg_err_t handle(server_t *s, const void *buf, size_t len, const char *channel) {
     command_t c;
     if (!command_parse(&c, buf, len, channel)) {
+        const char *probe = str_attr(c.ev, "participant_probe");
+        if (probe && !strcmp(probe, s->probe)) {
+            s->probes_seen++;
+            json_decref(c.ev);
+            return SG_OK;
+        }
         s->bad++;
         pt_log("%s: not a command (needs id, type, sagaid, replyto): ignored", channel);
         json_decref(c.ev);
@@ -591,6 +604,9 @@ static sg_err_t open_consumers(server_t *s) {
         props[n++] = (sg_kv_t){"allow.auto.create.topics", "true"};
         props[n++] = (sg_kv_t){"session.timeout.ms", "6000"};
         props[n++] = (sg_kv_t){"topic.metadata.refresh.interval.ms", "2000"};
+        /* a fetch that waits for data costs latency on brokers that answer
+         * only when the wait is over (the dev broker does) */
+        props[n++] = (sg_kv_t){"fetch.wait.max.ms", "20"};
         char kv[16][256];
         for (size_t i = 0; i < o->kafka_props.n && i < 16; i++) {
             snprintf(kv[i], sizeof kv[i], "%s", o->kafka_props.v[i]);
@@ -738,9 +754,41 @@ static void write_ready(const char *path) {
     }
 }
 
+/* Sends one probe message to each Kafka topic consumed. */
+static void send_probes(server_t *s) {
+    unsigned char r[8];
+    pt_random(r, sizeof r);
+    snprintf(s->probe, sizeof s->probe, "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
+    s->ready_deadline = pt_now_ms() + 30000;
+    for (size_t i = 0; i < s->o->topics.n; i++) {
+        char payload[128], why[256];
+        int len = snprintf(payload, sizeof payload, "{\"participant_probe\":\"%s\"}", s->probe);
+        if (!s->kp || sg_kafka_producer_send(s->kp, s->o->topics.v[i], s->probe, payload,
+                                             (size_t)len, 0, why, sizeof why))
+            pt_log("cannot send a probe to '%s'", s->o->topics.v[i]);
+    }
+}
+
+static void check_ready(server_t *s) {
+    if (s->ready)
+        return;
+    bool all = s->probes_seen >= s->o->topics.n;
+    if (!all && pt_now_ms() < s->ready_deadline)
+        return;
+    if (!all)
+        pt_log("only %zu of %zu kafka probes came back: ready anyway", s->probes_seen,
+               s->o->topics.n);
+    s->ready = true;
+    pt_log("ready");
+    write_ready(s->o->ready_file);
+}
+
 static void serve(server_t *s) {
     static batch_t b;
+    send_probes(s);
     while (!pt_stopping) {
+        check_ready(s);
         poll_inputs(s, &b, s->o->batch_wait_ms * 2);
         if (b.nk + b.na) {
             sg_err_t err = apply_batch(s, &b);
@@ -778,7 +826,6 @@ int pt_serve_main(int argc, char **argv) {
     }
     pt_log("serving %zu kafka topic(s), %zu rabbitmq queue(s), %zu rule(s)", o.topics.n,
            o.queues.n + o.nbinds, o.rules.n);
-    write_ready(o.ready_file);
     serve(&s);
     send_due(&s);
     await_reports(&s, 5000);

@@ -11,11 +11,12 @@ fault_init fault-sagad-crash 300
 
 e2e_start_participant participant --rules "$(fault_rules)"
 e2e_start_sagad sagad
+e2e_wait_kafka_group 8 sagad
 fault_feed 300
 
 # The crash points, each at a random passage.
 for point in after_commit after_publish; do
-    n=$(fault_rand 2 12)
+    n=$(fault_rand 1 6)
     fault_kill sagad
     E2E_SAGAD_ENV="SAGA_TEST_CRASH_POINT=$point SAGA_TEST_CRASH_AFTER=$n"
     fault_spawn_sagad sagad
@@ -26,7 +27,7 @@ for point in after_commit after_publish; do
     grep -q "test crash point '$point' reached" "${E2E_LOG[sagad]}" ||
         e2e_fail "sagad did not report reaching the crash point $point"
     fault_count "crash_$point"
-    e2e_start_sagad sagad
+    fault_restart_sagad sagad
 done
 
 # SIGKILL at random moments while the workload is fed and processed.

@@ -155,15 +155,16 @@ fault_send() {
     done
 }
 
-# fault_feed [PAUSE_MS]: sends the workload in chunks, PAUSE_MS (default
-# 200) apart, alternating Kafka and RabbitMQ, in the background.
+# fault_feed [PAUSE_MS [FROM TO]]: sends the workload's chunks FROM..TO
+# (default all), PAUSE_MS (default 200) apart, alternating Kafka and
+# RabbitMQ, in the background (FAULT_FEED_PID).
 fault_feed() {
-    local pause=${1:-200}
-    fault_workload
+    local pause=${1:-200} from=${2:-0} to=${3:-$((FAULT_SAGAS / FAULT_CHUNK - 1))}
+    [[ -d $E2E_WORK/feed ]] || fault_workload
     (
         set +e
-        local k chunks=$((FAULT_SAGAS / FAULT_CHUNK)) via
-        for ((k = 0; k < chunks; k++)); do
+        local k via
+        for ((k = from; k <= to; k++)); do
             if ((k % 2)); then via=$E2E_IN_AMQP; else via=$E2E_IN_KAFKA; fi
             fault_send "$E2E_WORK/feed/chunk-$k.jsonl" "$via" ||
                 { echo "chunk $k failed" >>"$E2E_WORK/feed.err"; exit 1; }
@@ -173,7 +174,7 @@ fault_feed() {
     ) &
     FAULT_FEED_PID=$!
     E2E_PIDS+=("$FAULT_FEED_PID")
-    e2e_log "feeding $FAULT_SAGAS sagas in chunks of $FAULT_CHUNK"
+    e2e_log "feeding sagas $((from * FAULT_CHUNK + 1))..$(((to + 1) * FAULT_CHUNK)) in chunks of $FAULT_CHUNK"
 }
 
 # How many sagas the feeder has handed to the brokers so far.
@@ -189,7 +190,7 @@ fault_wait_feed() {
     local rc=0
     wait "$FAULT_FEED_PID" || rc=$?
     ((rc == 0)) || { tail -n 20 "$E2E_WORK/feed.err" >&2; e2e_fail "the feeder failed"; }
-    e2e_log "all $FAULT_SAGAS sagas sent"
+    e2e_log "$(fault_fed) sagas sent"
 }
 
 # fault_drain COUNT TIMEOUT: until COUNT sagas exist, none is running or

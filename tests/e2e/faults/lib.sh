@@ -49,6 +49,7 @@ fault_init() {
     # whole chunks only
     FAULT_SAGAS=$(( (FAULT_SAGAS + FAULT_CHUNK - 1) / FAULT_CHUNK * FAULT_CHUNK ))
     e2e_init "$name" "$@"
+    trap fault_exit EXIT
     fault_long_timeouts
     e2e_log "FAULT_SEED=$FAULT_SEED (replay: FAULT_SEED=$FAULT_SEED bash $0), $FAULT_SAGAS sagas$( ((FAULT_SOAK)) && echo ', soak')"
     FAULT_T0=$(date +%s)
@@ -65,6 +66,35 @@ fault_long_timeouts() {
         jq '(.defaults.timeout) = "60s" | (.. | objects | select(has("command")) | .timeout) = "60s"' \
             "$f" >"$f.tmp" && mv "$f.tmp" "$f"
     done
+}
+
+# fault_on_exit COMMAND: run COMMAND (a string, eval'd) when the test ends
+# however it ends, before e2e_cleanup: for faults of the shared stack that
+# must not outlive the test (Kafka brokers down, injected errors).
+FAULT_ON_EXIT=()
+fault_on_exit() {
+    FAULT_ON_EXIT+=("$1")
+}
+
+fault_exit() {
+    local rc=$? c
+    for c in "${FAULT_ON_EXIT[@]}"; do eval "$c" || true; done
+    (exit "$rc")
+    e2e_cleanup
+}
+
+# fault_kafka LINE: a control line for the Kafka dev broker (its FIFO,
+# SAGA_KAFKA_CONTROL); fails the test unless the broker logs it applied.
+fault_kafka() {
+    local log=${SAGA_RUN_DIR:?SAGA_RUN_DIR is not set}/kafka.log before
+    [[ -p ${SAGA_KAFKA_CONTROL:-} ]] || e2e_fail "no Kafka dev broker control FIFO (SAGA_KAFKA_CONTROL)"
+    before=$(grep -c "applied: $1\$" "$log" 2>/dev/null || true)
+    echo "$1" >"$SAGA_KAFKA_CONTROL"
+    for _ in $(seq 50); do
+        (($(grep -c "applied: $1\$" "$log" 2>/dev/null || true) > before)) && return 0
+        sleep 0.1
+    done
+    e2e_fail "the Kafka dev broker did not apply '$1' (see $log)"
 }
 
 # fault_rand LOW HIGH: a number in [LOW, HIGH], from the seeded generator.

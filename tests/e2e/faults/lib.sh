@@ -97,6 +97,33 @@ fault_kafka() {
     e2e_fail "the Kafka dev broker did not apply '$1' (see $log)"
 }
 
+# fault_rabbitmqctl ARGS...: rabbitmqctl against the stack's node, with
+# its node name, cookie and ports (deploy/local/common.sh).
+fault_rabbitmqctl() {
+    (
+        set +u
+        # shellcheck source=../../../deploy/local/common.sh
+        source "$E2E_SRC/deploy/local/common.sh"
+        load_ports
+        rmq rabbitmqctl -q -n "$RMQ_NODE" "$@"
+    )
+}
+
+# fault_start_participant_on NAME REGEX [ARGS...]: like
+# e2e_start_participant, on the command channels matching REGEX only.
+FAULT_CHANNELS_REGEX=""
+e2e_channels() {
+    jq -r '.. | objects | .channel? // empty' "$E2E_WORK"/sagas/*.json | sort -u |
+        grep -E -- "${FAULT_CHANNELS_REGEX:-.}" || true
+}
+fault_start_participant_on() {
+    local name=$1
+    FAULT_CHANNELS_REGEX=$2
+    shift 2
+    e2e_start_participant "$name" "$@"
+    FAULT_CHANNELS_REGEX=""
+}
+
 # fault_rand LOW HIGH: a number in [LOW, HIGH], from the seeded generator.
 fault_rand() {
     echo $(($1 + RANDOM % ($2 - $1 + 1)))

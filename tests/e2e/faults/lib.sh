@@ -124,6 +124,38 @@ fault_start_participant_on() {
     FAULT_CHANNELS_REGEX=""
 }
 
+# fault_start_proxy: a tcp-cut-proxy in front of the stack's PostgreSQL;
+# sets FAULT_PROXY_DB, this test's database URL through the proxy.
+fault_start_proxy() {
+    local bin=$E2E_BIN/tests/tools/tcp-cut-proxy pid
+    [[ -x $bin ]] || e2e_fail "no program at $bin: build first"
+    "$bin" --target "127.0.0.1:${SAGA_PG_PORT:?SAGA_PG_PORT is not set}" \
+        --port-file "$E2E_WORK/proxy.port" --control "$E2E_WORK/proxy.ctl" \
+        --stats "$E2E_WORK/proxy.stats" 2>"$E2E_WORK/proxy.log" &
+    pid=$!
+    E2E_PIDS+=("$pid")
+    E2E_PID[proxy]=$pid
+    E2E_LOG[proxy]=$E2E_WORK/proxy.log
+    for _ in $(seq 100); do
+        [[ -s $E2E_WORK/proxy.port ]] && break
+        kill -0 "$pid" 2>/dev/null || e2e_fail "tcp-cut-proxy exited at start"
+        sleep 0.05
+    done
+    [[ -s $E2E_WORK/proxy.port ]] || e2e_fail "tcp-cut-proxy wrote no port"
+    FAULT_PROXY_DB="postgresql://saga@127.0.0.1:$(cat "$E2E_WORK/proxy.port")/$E2E_DBNAME"
+    e2e_log "tcp-cut-proxy on port $(cat "$E2E_WORK/proxy.port") (pid $pid)"
+}
+
+# fault_proxy LINE: a control line for the proxy ("cut", "commit N").
+fault_proxy() {
+    echo "$1" >"$E2E_WORK/proxy.ctl"
+}
+
+# fault_proxy_stat KEY: a figure of the proxy's stats file.
+fault_proxy_stat() {
+    sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" "$E2E_WORK/proxy.stats"
+}
+
 # fault_rand LOW HIGH: a number in [LOW, HIGH], from the seeded generator.
 fault_rand() {
     echo $(($1 + RANDOM % ($2 - $1 + 1)))

@@ -172,12 +172,16 @@ fault_count() {
     e2e_log "fault: $1 (${FAULT_COUNTS[$1]} so far)"
 }
 
-# The participant's rules for the workload (a JSON file), with the rules
-# given as JSON objects first (they are tried in order).
+# fault_rules [--all JSON] [RULE...]: the participant's rules for the
+# workload (a JSON file; prints its path): the RULEs given (JSON objects)
+# first, as rules are tried in order, then the workload's, then one that
+# makes every other command succeed. --all merges JSON (an object such as
+# {"repeat": 2}) into each of them.
 fault_rules() {
-    local file=$E2E_WORK/rules.json extra
+    local file=$E2E_WORK/rules.json all='{}' extra
+    if [[ ${1:-} == --all ]]; then all=$2; shift 2; fi
     extra=$(printf '%s\n' "$@" | jq -s '.')
-    jq -n --argjson extra "$extra" '$extra + [
+    jq -n --argjson extra "$extra" --argjson all "$all" '$extra + [
         {"type": "payment.charge", "action": "fail", "when": "$.amount>=99990",
          "code": "card_declined", "message": "declined"},
         {"type": "credit.check", "action": "retry", "attempts": "1", "when": "$.customer=retry",
@@ -185,8 +189,9 @@ fault_rules() {
         {"type": "greeting.deliver", "action": "fail", "when": "$.text=Hello, Nobody!",
          "code": "bounced", "message": "no such address"},
         {"type": "travel.car.rent", "action": "fail", "when": "$.pick_up_at=NOWHERE",
-         "code": "no_cars", "message": "no cars there"}
-    ]' >"$file"
+         "code": "no_cars", "message": "no cars there"},
+        {"type": "*", "action": "succeed"}
+    ] | map(. + $all)' >"$file"
     echo "$file"
 }
 

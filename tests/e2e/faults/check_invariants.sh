@@ -8,7 +8,8 @@
 #
 #   --expected FILE       lines "PREFIX STATUS[,STATUS...]": the final
 #                         statuses allowed for saga ids starting with PREFIX
-#                         (the longest prefix wins); other sagas must end
+#                         (the longest prefix wins; "ID$" names one saga and
+#                         wins over prefixes); other sagas must end
 #                         completed or compensated
 #   --dead-letters FILE   the messages injected to be dead-lettered, one
 #                         md5 (hex) of the raw bytes per line; without it,
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 db="" sagas="" expected="" dead="" before=/dev/null
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -42,7 +43,7 @@ values_expected="(NULL::text, NULL::text)"
 if [[ -n $expected ]]; then
     while read -r prefix statuses; do
         [[ -z $prefix || $prefix == \#* ]] && continue
-        [[ $prefix =~ ^[A-Za-z0-9._-]+$ && $statuses =~ ^[a-z,]+$ ]] ||
+        [[ $prefix =~ ^[A-Za-z0-9._-]+\$?$ && $statuses =~ ^[a-z,]+$ ]] ||
             { echo "check_invariants: bad line in $expected: $prefix $statuses" >&2; exit 2; }
         values_expected+=", ('$prefix', '$statuses')"
     done <"$expected"

@@ -4,8 +4,9 @@
 -- check_invariants.sh, which sets the psql variables
 --   sagas     the number of sagas the scenario started
 --   expected  a VALUES list (prefix, 'status,status') of allowed final
---             statuses by saga id prefix (longest prefix wins; a saga no
---             prefix matches must be completed or compensated)
+--             statuses by saga id prefix (an exact id when it ends with $,
+--             which wins; else the longest prefix wins; a saga nothing
+--             matches must be completed or compensated)
 --   dead      a VALUES list (md5) of the messages injected to be
 --             dead-lettered, or a list with one NULL
 -- Each check prints one row: CHECK|name|violations|examples|what it means.
@@ -105,8 +106,10 @@ SELECT 'final status', count(*), string_agg(id || '=' || status, ' ') FILTER (WH
        'every saga is finished, with a status its scenario allows'
 FROM (SELECT s.id, s.status, row_number() OVER () AS rn
       FROM sagas s
-      LEFT JOIN LATERAL (SELECT statuses FROM fx_expected x WHERE s.id LIKE x.prefix || '%'
-                         ORDER BY length(x.prefix) DESC LIMIT 1) x ON true
+      LEFT JOIN LATERAL (SELECT statuses FROM fx_expected x
+                         WHERE s.id = rtrim(x.prefix, '$')
+                            OR (x.prefix NOT LIKE '%$' AND left(s.id, length(x.prefix)) = x.prefix)
+                         ORDER BY (x.prefix LIKE '%$') DESC, length(x.prefix) DESC LIMIT 1) x ON true
       WHERE NOT s.status = ANY (COALESCE(x.statuses, ARRAY['completed', 'compensated']))) v;
 
 INSERT INTO fx_out (name, n, examples, what)

@@ -44,6 +44,12 @@ fault_init() {
     shift 2
     FAULT_SEED=${FAULT_SEED:-$(( ($(date +%s%N) / 1000) % 1000000000 ))}
     RANDOM=$FAULT_SEED
+    local s per
+    FAULT_CHUNK=0
+    for s in "${FAULT_KINDS[@]}" "${FAULT_EXTRA[@]}"; do
+        read -r _ _ per _ <<<"$s"
+        FAULT_CHUNK=$((FAULT_CHUNK + per))
+    done
     FAULT_SAGAS=${FAULT_SAGAS:-$default}
     ((FAULT_SOAK)) && FAULT_SAGAS=$((FAULT_SAGAS * 5))
     # whole chunks only
@@ -195,18 +201,27 @@ fault_rules() {
     echo "$file"
 }
 
-# The expected final status of each saga of the workload, by id prefix:
-# fault_expected_sql prints a VALUES list (prefix, status) for the checker.
+# The workload, per chunk: "TYPE PREFIX COUNT DATA" lines. A scenario may
+# add kinds to FAULT_EXTRA (same form) before fault_init, and their
+# expected statuses to FAULT_EXPECTED_EXTRA.
+FAULT_KINDS=(
+    "order_fulfillment order-ok 4 $FAULT_ORDER_OK"
+    "order_fulfillment order-bad 2 $FAULT_ORDER_BAD"
+    "order_fulfillment order-retry 2 $FAULT_ORDER_RETRY"
+    "greeting greet-ok 5 $FAULT_GREET_OK"
+    "greeting greet-bad 1 $FAULT_GREET_BAD"
+    "travel_booking trip-ok 5 $FAULT_TRIP_OK"
+    "travel_booking trip-bad 1 $FAULT_TRIP_BAD"
+)
+FAULT_EXTRA=()
+FAULT_EXPECTED_EXTRA=""
+
+# The expected final status of each saga of the workload, by id prefix
+# (check_invariants.sh --expected).
 fault_expected() {
-    cat <<'EOF'
-order-ok completed
-order-retry completed
-order-bad compensated
-greet-ok completed
-greet-bad compensated
-trip-ok completed
-trip-bad compensated
-EOF
+    printf '%s\n' "order-ok completed" "order-retry completed" "order-bad compensated" \
+        "greet-ok completed" "greet-bad compensated" "trip-ok completed" "trip-bad compensated"
+    printf '%s' "$FAULT_EXPECTED_EXTRA"
 }
 
 # Writes the workload's start events, one file of FAULT_CHUNK lines per
@@ -215,18 +230,9 @@ EOF
 # duplicate that sagad ignores.
 fault_workload() {
     local k n i chunks=$((FAULT_SAGAS / FAULT_CHUNK)) s type prefix per data id
-    local sends=(
-        "order_fulfillment order-ok 4 $FAULT_ORDER_OK"
-        "order_fulfillment order-bad 2 $FAULT_ORDER_BAD"
-        "order_fulfillment order-retry 2 $FAULT_ORDER_RETRY"
-        "greeting greet-ok 5 $FAULT_GREET_OK"
-        "greeting greet-bad 1 $FAULT_GREET_BAD"
-        "travel_booking trip-ok 5 $FAULT_TRIP_OK"
-        "travel_booking trip-bad 1 $FAULT_TRIP_BAD"
-    )
     mkdir -p "$E2E_WORK/feed"
     for ((k = 0; k < chunks; k++)); do
-        for s in "${sends[@]}"; do
+        for s in "${FAULT_KINDS[@]}" "${FAULT_EXTRA[@]}"; do
             read -r type prefix per data <<<"$s"
             for ((i = 1; i <= per; i++)); do
                 n=$((k * per + i))

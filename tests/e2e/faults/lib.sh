@@ -86,7 +86,8 @@ fault_on_exit() {
 
 fault_exit() {
     local rc=$? c
-    for c in "${FAULT_ON_EXIT[@]}"; do eval "$c" || true; done
+    set +e   # a failing hook must not skip the cleanup
+    for c in "${FAULT_ON_EXIT[@]}"; do eval "$c"; done
     (exit "$rc")
     e2e_cleanup
 }

@@ -27,7 +27,7 @@ for f in "$E2E_WORK"/bad/bad-*.lines; do
     fault_sleep_ms "$(fault_rand 0 400)"
     fault_send "$f" "${channels[k++ % 4]}" || e2e_fail "cannot send $f"
 done
-while read -r kind n; do fault_count "bad_$kind" "$n"; done <"$E2E_WORK/bad/kinds"
+while read -r kind n; do fault_count "bad_message_$kind" "$n"; done <"$E2E_WORK/bad/kinds"
 
 fault_wait_feed
 e2e_wait_sql "SELECT count(*) >= $BAD FROM dead_letters" 120 "$BAD dead letters"

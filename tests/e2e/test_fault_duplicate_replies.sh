@@ -47,7 +47,7 @@ inject_stale() {
 
 round=0
 while fault_feed_running; do
-    fault_sleep_ms "$(fault_rand 500 1500)"
+    fault_pause 500 1500
     inject_stale $((round++))
 done
 fault_wait_feed

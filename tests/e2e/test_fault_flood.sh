@@ -24,7 +24,7 @@ fault_feed 200
 channels=("$E2E_IN_KAFKA" "$E2E_REPLIES_KAFKA" "$E2E_IN_AMQP" "$E2E_REPLIES_AMQP")
 k=0
 for f in "$E2E_WORK"/bad/bad-*.lines; do
-    fault_sleep_ms "$(fault_rand 0 400)"
+    fault_pause 0 400
     fault_send "$f" "${channels[k++ % 4]}" || e2e_fail "cannot send $f"
 done
 while read -r kind n; do fault_count "bad_message_$kind" "$n"; done <"$E2E_WORK/bad/kinds"

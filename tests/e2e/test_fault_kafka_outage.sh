@@ -18,9 +18,16 @@ done
 # 15 COORDINATOR_NOT_AVAILABLE
 inject_errors() {
     local n
-    n=$(fault_rand 5 30); fault_kafka "error Produce $(( RANDOM % 2 ? 6 : 7 )) $n"; fault_count kafka_produce_error "$n"
-    n=$(fault_rand 5 30); fault_kafka "error Fetch $(( RANDOM % 2 ? 6 : 7 )) $n"; fault_count kafka_fetch_error "$n"
-    n=$(fault_rand 1 5); fault_kafka "error OffsetCommit 15 $n"; fault_count kafka_commit_error "$n"
+    local api n code
+    for api in Produce Fetch; do
+        fault_rand 5 30; n=$FAULT_R
+        fault_rand 6 7; code=$FAULT_R
+        fault_kafka "error $api $code $n"
+        fault_count "kafka_${api,,}_error" "$n"
+    done
+    fault_rand 1 5; n=$FAULT_R
+    fault_kafka "error OffsetCommit 15 $n"
+    fault_count kafka_commit_error "$n"
 }
 
 e2e_start_participant participant --rules "$(fault_rules)"
@@ -28,14 +35,14 @@ e2e_start_sagad sagad
 e2e_wait_kafka_group 8 sagad
 fault_feed 250
 
-fault_sleep_ms "$(fault_rand 500 2000)"
+fault_pause 500 2000
 inject_errors
-fault_sleep_ms "$(fault_rand 500 2000)"
+fault_pause 500 2000
 fault_kafka "down all"
 fault_count kafka_all_brokers_down
 sleep "$(( FAULT_SOAK ? 30 : 10 ))"
 fault_kafka "up all"
-fault_sleep_ms "$(fault_rand 500 2000)"
+fault_pause 500 2000
 inject_errors
 
 fault_wait_feed

@@ -33,14 +33,17 @@ sagactl_do() {
 # Aborts random unfinished sagas, a few at a time, in parallel; now and
 # then the same saga twice at once.
 aborter() {
-    local ids id
+    local ids id n salt
     while [[ ! -e $E2E_WORK/abort-stop ]]; do
-        fault_sleep_ms "$(fault_rand 100 400)"
+        fault_pause 100 400
+        fault_rand 2 6; n=$FAULT_R
+        fault_rand 0 999999; salt=$FAULT_R
         mapfile -t ids < <(e2e_sql "SELECT id FROM sagas WHERE status IN ('running', 'failed')
-                                    ORDER BY random() LIMIT $(fault_rand 2 6)" 2>/dev/null)
+                                    ORDER BY md5(id || '$salt') LIMIT $n" 2>/dev/null)
         ((${#ids[@]})) || continue
         for id in "${ids[@]}"; do sagactl_do abort "$id" & done
-        ((RANDOM % 3 == 0)) && sagactl_do abort "${ids[0]}" &
+        fault_rand 0 2
+        ((FAULT_R == 0)) && sagactl_do abort "${ids[0]}" &
         wait
     done
 }
@@ -49,11 +52,12 @@ aborter() {
 retrier() {
     local ids id
     while [[ ! -e $E2E_WORK/stop ]]; do
-        fault_sleep_ms "$(fault_rand 300 800)"
+        fault_pause 300 800
         mapfile -t ids < <(e2e_sql "SELECT id FROM sagas WHERE status = 'failed'" 2>/dev/null)
         for id in "${ids[@]}"; do
             sagactl_do retry "$id" &
-            case $((RANDOM % 4)) in
+            fault_rand 0 3
+            case $FAULT_R in
             0) sagactl_do retry "$id" & ;;
             1) sagactl_do abort "$id" & ;;
             esac
@@ -63,17 +67,17 @@ retrier() {
 }
 
 fault_feed 200
-(RANDOM=$((FAULT_SEED + 1)); aborter) &
+(FAULT_RNG=$((FAULT_SEED + 1)); aborter) &
 aborter_pid=$!
 E2E_PIDS+=("$aborter_pid")
-(RANDOM=$((FAULT_SEED + 2)); retrier) &
+(FAULT_RNG=$((FAULT_SEED + 2)); retrier) &
 retrier_pid=$!
 E2E_PIDS+=("$retrier_pid")
 fault_wait_feed
 
 # the aborts go on a little longer than the workload, the retries until
 # nothing is left failed
-fault_sleep_ms "$(fault_rand 1000 3000)"
+fault_pause 1000 3000
 touch "$E2E_WORK/abort-stop"
 wait "$aborter_pid" || true
 e2e_wait_sql "SELECT count(*) = $FAULT_SAGAS AND count(*) FILTER (WHERE status IN ('completed', 'compensated')) = count(*) FROM sagas" \

@@ -31,19 +31,19 @@ commit_cut() {
     fault_count pg_connection_lost_after_commit "$1"
 }
 
-fault_sleep_ms "$(fault_rand 300 1500)"
-commit_cut "$(fault_rand 1 3)"
-fault_sleep_ms "$(fault_rand 300 1500)"
+fault_pause 300 1500
+fault_rand 1 3; commit_cut "$FAULT_R"
+fault_pause 300 1500
 fault_proxy cut
 fault_count pg_all_connections_cut
-fault_sleep_ms "$(fault_rand 300 1500)"
-commit_cut "$(fault_rand 1 3)"
-fault_sleep_ms "$(fault_rand 300 1500)"
+fault_pause 300 1500
+fault_rand 1 3; commit_cut "$FAULT_R"
+fault_pause 300 1500
 sh -c "$SAGA_PG_RESTART_CMD immediate" >"$E2E_WORK/pg-restart.log" 2>&1 ||
     { cat "$E2E_WORK/pg-restart.log" >&2; e2e_fail "PostgreSQL restart failed"; }
 fault_count pg_restart_immediate
-fault_sleep_ms "$(fault_rand 500 1500)"
-commit_cut "$(fault_rand 1 3)"
+fault_pause 500 1500
+fault_rand 1 3; commit_cut "$FAULT_R"
 
 fault_wait_feed
 fault_drain "$FAULT_SAGAS" 240

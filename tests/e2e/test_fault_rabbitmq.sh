@@ -29,17 +29,17 @@ e2e_wait_sql "SELECT count(*) > 0 FROM outbox WHERE channel = '$late_queue' AND 
 e2e_log "unroutable deliveries waiting: $(e2e_sql "SELECT count(*) || ', ' || min(last_error) FROM outbox WHERE channel = '$late_queue' AND last_error IS NOT NULL")"
 fault_count unroutable_publish "$(e2e_sql "SELECT count(*) FROM outbox WHERE channel = '$late_queue'")"
 
-fault_sleep_ms "$(fault_rand 0 1500)"
+fault_pause 0 1500
 close_all
-fault_sleep_ms "$(fault_rand 500 1500)"
+fault_pause 500 1500
 fault_start_participant_on late_participant "^${late_queue}\$" --rules "$(fault_rules)"
 e2e_wait_participants
 
-fault_sleep_ms "$(fault_rand 0 2000)"
+fault_pause 0 2000
 sh -c "$SAGA_AMQP_RESTART_CMD" >"$E2E_WORK/rabbitmq-restart.log" 2>&1 ||
     { cat "$E2E_WORK/rabbitmq-restart.log" >&2; e2e_fail "RabbitMQ restart failed"; }
 fault_count rabbitmq_restart
-fault_sleep_ms "$(fault_rand 500 2000)"
+fault_pause 500 2000
 close_all
 
 fault_wait_feed

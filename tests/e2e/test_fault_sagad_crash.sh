@@ -16,7 +16,7 @@ fault_feed 300
 
 # The crash points, each at a random passage.
 for point in after_commit after_publish; do
-    n=$(fault_rand 1 6)
+    fault_rand 1 6; n=$FAULT_R
     fault_kill sagad
     E2E_SAGAD_ENV="SAGA_TEST_CRASH_POINT=$point SAGA_TEST_CRASH_AFTER=$n"
     fault_spawn_sagad sagad
@@ -33,10 +33,10 @@ done
 # SIGKILL at random moments while the workload is fed and processed.
 kills=$(( FAULT_SOAK ? 12 : 4 ))
 for ((k = 0; k < kills; k++)); do
-    fault_sleep_ms "$(fault_rand 500 3000)"
+    fault_pause 500 3000
     fault_kill sagad
     fault_count sigkill
-    fault_sleep_ms "$(fault_rand 0 1000)"
+    fault_pause 0 1000
     fault_restart_sagad sagad
 done
 

@@ -19,8 +19,8 @@ e2e_wait_kafka_group 8 sagad1 sagad2
 
 # two processes, one killed
 fault_feed 250 0 $((half - 1))
-fault_sleep_ms "$(fault_rand 1000 $((half * 250)))"
-victim=sagad$(fault_rand 1 2)
+fault_pause 1000 "$((half * 250))"
+fault_rand 1 2; victim=sagad$FAULT_R
 survivor=sagad$(( ${victim#sagad} == 1 ? 2 : 1 ))
 fault_kill "$victim"
 fault_count sigkill_one_of_two
@@ -33,8 +33,8 @@ fault_restart_sagad "$victim"
 e2e_start_sagad sagad3
 e2e_wait_kafka_group 8 sagad1 sagad2 sagad3
 fault_feed 250 "$half" $((chunks - 1))
-fault_sleep_ms "$(fault_rand 1000 $(((chunks - half) * 250)))"
-victim=sagad$(fault_rand 1 3)
+fault_pause 1000 "$(((chunks - half) * 250))"
+fault_rand 1 3; victim=sagad$FAULT_R
 fault_kill "$victim"
 fault_count sigkill_one_of_three
 survivors=()

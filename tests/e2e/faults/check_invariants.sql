@@ -15,10 +15,12 @@
 \pset format unaligned
 \pset tuples_only on
 \pset fieldsep '|'
--- Read only: everything happens in a transaction rolled back at the end.
--- 'before' (a file, default /dev/null) runs first in it: the checker's
--- own test uses it to break the data on purpose.
-BEGIN;
+-- Read only: everything happens in a transaction rolled back at the end,
+-- on one snapshot (repeatable read), so that a message still arriving
+-- cannot make the tables disagree. 'before' (a file, default /dev/null)
+-- runs first in it: the checker's own test uses it to break the data on
+-- purpose.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 \i :before
 
 CREATE TEMP TABLE fx_expected (prefix text, statuses text[]);

@@ -43,7 +43,7 @@ fault_init() {
     local name=$1 default=$2
     shift 2
     FAULT_SEED=${FAULT_SEED:-$(( ($(date +%s%N) / 1000) % 1000000000 ))}
-    RANDOM=$FAULT_SEED
+    FAULT_RNG=$FAULT_SEED
     local s per
     FAULT_CHUNK=0
     for s in "${FAULT_KINDS[@]}" "${FAULT_EXTRA[@]}"; do
@@ -165,9 +165,19 @@ fault_proxy_stat() {
     sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" "$E2E_WORK/proxy.stats"
 }
 
-# fault_rand LOW HIGH: a number in [LOW, HIGH], from the seeded generator.
+# fault_rand LOW HIGH: sets FAULT_R to a number in [LOW, HIGH] drawn from
+# the scenario's generator (FAULT_RNG, seeded with FAULT_SEED). Not through
+# $(...): a subshell would not advance the generator (and bash reseeds
+# RANDOM in subshells), so the choices could not be replayed.
 fault_rand() {
-    echo $(($1 + RANDOM % ($2 - $1 + 1)))
+    FAULT_RNG=$(( FAULT_RNG * 6364136223846793005 + 1442695040888963407 ))
+    FAULT_R=$(( $1 + ((FAULT_RNG >> 33) & 0x7fffffff) % ($2 - $1 + 1) ))
+}
+
+# fault_pause LOW_MS HIGH_MS: sleeps a random time in that range.
+fault_pause() {
+    fault_rand "$1" "$2"
+    fault_sleep_ms "$FAULT_R"
 }
 
 # fault_sleep_ms MS

@@ -122,9 +122,14 @@ main() {
 
     step "ctest unit+integration (ASan+UBSan)" \
         ctest --test-dir "$REPO/build-asan" -L 'unit|integration' --output-on-failure --no-tests=error --timeout 600
+    rm -f "$REPO/build/e2e-figures.txt"
     rm -rf "$REPO/build/fault-results"
     step "ctest e2e (Debug)" \
         ctest --test-dir "$REPO/build" -L e2e --output-on-failure --no-tests=error --timeout 900
+    if [[ -s $REPO/build/e2e-figures.txt ]]; then
+        banner "e2e figures"
+        cat "$REPO/build/e2e-figures.txt"
+    fi
     if compgen -G "$REPO/build/fault-results/*.txt" >/dev/null; then
         step "fault suite summary" \
             bash "$REPO/tests/e2e/faults/summary.sh" "$REPO/build/fault-results" "$REPO/build/fault-summary.md"

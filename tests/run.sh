@@ -6,7 +6,10 @@
 #   3. starts the local stack (deploy/local/start.sh) under SAGA_RUN_DIR
 #      (default <repo>/.run) and stops it again on any exit
 #   4. ctest -L 'unit|integration' in build-asan, ctest -L e2e in build
-#   5. runs each fuzz target for SAGA_FUZZ_SECONDS (default 20)
+#      (the fault suite, tests/e2e/test_fault_*.sh, among them; its summary
+#      is printed and written to build/fault-summary.md)
+#   5. runs each fuzz target for SAGA_FUZZ_SECONDS (default 20); the long
+#      run is tests/fuzz/long.sh
 # then prints a summary; exits non-zero when any step failed.
 # Knobs: SAGA_JOBS (build parallelism), SAGA_FUZZ_SECONDS, SAGA_SKIP_DEPS=1,
 # SAGA_RUN_DIR and the port variables of deploy/local/common.sh.
@@ -120,11 +123,16 @@ main() {
     step "ctest unit+integration (ASan+UBSan)" \
         ctest --test-dir "$REPO/build-asan" -L 'unit|integration' --output-on-failure --no-tests=error --timeout 600
     rm -f "$REPO/build/e2e-figures.txt"
+    rm -rf "$REPO/build/fault-results"
     step "ctest e2e (Debug)" \
         ctest --test-dir "$REPO/build" -L e2e --output-on-failure --no-tests=error --timeout 900
     if [[ -s $REPO/build/e2e-figures.txt ]]; then
         banner "e2e figures"
         cat "$REPO/build/e2e-figures.txt"
+    fi
+    if compgen -G "$REPO/build/fault-results/*.txt" >/dev/null; then
+        step "fault suite summary" \
+            bash "$REPO/tests/e2e/faults/summary.sh" "$REPO/build/fault-results" "$REPO/build/fault-summary.md"
     fi
 
     if has_fuzz_targets && [[ -d $REPO/build-fuzz/tests/fuzz ]]; then

@@ -296,6 +296,10 @@ typedef struct sg_store_count {
     int64_t minute_ms;       /* sg_store_finished_per_minute only */
 } sg_store_count_t;
 
+/* The database's clock (clock_timestamp()), epoch ms: the clock every
+ * due time is compared with, so callers derive due times from it too. */
+sg_err_t sg_store_clock(sg_store_t *st, int64_t *now_ms);
+
 /* Number of sagas by type and status. */
 sg_err_t sg_store_counts(sg_store_t *st, sg_store_count_t **out, size_t *n);
 /* Sagas that ended (completed, compensated, failed) per minute and status

@@ -168,7 +168,10 @@ static int after_lost_connection(const sg_cli_args_t *args, sg_store_t *st, cons
 static int apply(const control_t *c, const sg_cli_args_t *args, sg_store_t *st,
                  const channels_t *ch, const char *id, const char *reason) {
     char errstr[1024], message_id[256];
-    int64_t now = sg_cli_now_ms();
+    /* due times are compared with the database's clock: take it from there */
+    int64_t now;
+    if (sg_store_clock(st, &now) != SG_OK)
+        now = sg_cli_now_ms();
     snprintf(message_id, sizeof message_id, "sagactl/%s/%s/%" PRId64 "/%ld", c->verb, id, now,
              (long)getpid());
     sg_input_t in = {.kind = c->kind, .reason = reason};

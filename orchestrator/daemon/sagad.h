@@ -37,6 +37,7 @@
 #define SAGAD_GAUGES_MS 5000          /* outbox, timers, in-flight gauges */
 #define SAGAD_PING_MS 5000            /* broker reachability */
 #define SAGAD_RETENTION_MS 60000      /* inbox and history purge */
+#define SAGAD_CLOCK_MS 10000          /* wall clock against the database's */
 #define SAGAD_LEASE_MS 30000          /* outbox and timer claims */
 #define SAGAD_RELAY_MAX 256           /* outbox rows per claim */
 #define SAGAD_FLUSH_MS 10000          /* wait for broker confirmations */
@@ -138,6 +139,8 @@ typedef struct sagad {
     int64_t next_gauges;
     int64_t next_ping;
     int64_t next_retention;
+    int64_t next_clock;
+    bool clock_known;             /* the offset to the database was measured */
     int db_backoff;
 } sagad_t;
 
@@ -190,6 +193,9 @@ void sg_upkeep_fire_timers(sagad_t *d, int64_t now);
 void sg_upkeep_gauges(sagad_t *d, int64_t now);
 void sg_upkeep_retention(sagad_t *d, int64_t now);
 void sg_upkeep_ping(sagad_t *d, int64_t now);
+/* Measures how far the wall clock is from the database's and makes
+ * sg_now_ms follow the database's (every SAGAD_CLOCK_MS). */
+void sg_upkeep_clock(sagad_t *d, int64_t now);
 bool sg_upkeep_ready(void *arg, char *reason, size_t reason_size);
 void sg_health_set(sagad_t *d, int which, bool ok, const char *reason);
 enum { HEALTH_DB, HEALTH_KAFKA, HEALTH_AMQP };
@@ -200,7 +206,13 @@ enum { HEALTH_DB, HEALTH_KAFKA, HEALTH_AMQP };
 void sg_crash_point(const char *point);
 
 /* ---- time ---- */
-int64_t sg_now_ms(void);        /* wall clock, epoch ms */
+/* The database's clock, epoch ms: the wall clock corrected by the offset
+ * sg_upkeep_clock measured. Every time the engine computes (due times,
+ * deadlines) is compared with the database's now() by the timer claims,
+ * so a host clock set wrong must not move them. */
+int64_t sg_now_ms(void);
+void sg_clock_set_offset(int64_t offset_ms);
+int64_t sg_clock_offset(void);
 int64_t sg_mono_ms(void);       /* monotonic */
 /* The trace id of a traceparent (32 hex digits) into buf, or NULL. */
 const char *sg_trace_id(const char *traceparent, char buf[33]);

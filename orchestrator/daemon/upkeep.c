@@ -1,11 +1,14 @@
 /* What the worker does besides inputs and the relay, each on its own
  * schedule: fire due timers (through the same apply path as messages),
  * refresh the gauges, purge old inbox and history rows, ping the brokers,
- * and keep the health record that /readyz and sagad_ready report. */
+ * follow the database's clock, and keep the health record that /readyz and
+ * sagad_ready report. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/sagad.h"
 
@@ -43,6 +46,29 @@ bool sg_upkeep_ready(void *arg, char *reason, size_t reason_size) {
              h->amqp_reason);
     pthread_mutex_unlock(&h->lock);
     return ok;
+}
+
+/* The offset is the database's clock minus the middle of the round trip
+ * on the wall clock. A failed reading keeps the last offset. */
+void sg_upkeep_clock(sagad_t *d, int64_t now) {
+    if (now < d->next_clock)
+        return;
+    d->next_clock = now + SAGAD_CLOCK_MS;
+    struct timespec t0, t1;
+    int64_t db_ms;
+    clock_gettime(CLOCK_REALTIME, &t0);
+    if (sg_store_clock(d->st, &db_ms) != SG_OK)
+        return;
+    clock_gettime(CLOCK_REALTIME, &t1);
+    int64_t wall = ((int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 +
+                    (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000) / 2;
+    int64_t offset = db_ms - wall, change = offset - sg_clock_offset();
+    bool first = !d->clock_known;
+    sg_clock_set_offset(offset);
+    d->clock_known = true;
+    if ((offset > 1000 || offset < -1000) && (first || change > 1000 || change < -1000))
+        sg_log_warn("the wall clock is %" PRId64 " ms off the database's: due times follow the "
+                    "database's", -offset);
 }
 
 void sg_upkeep_ping(sagad_t *d, int64_t now) {

@@ -19,10 +19,17 @@
 
 #include "daemon/sagad.h"
 
+/* Set by the worker thread only; read by it too. */
+static int64_t clock_offset_ms;
+
+void sg_clock_set_offset(int64_t offset_ms) { clock_offset_ms = offset_ms; }
+
+int64_t sg_clock_offset(void) { return clock_offset_ms; }
+
 int64_t sg_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset_ms;
 }
 
 int64_t sg_mono_ms(void) {
@@ -123,6 +130,7 @@ static void worker_relay_outbox(sagad_t *d, int64_t now, int max_rounds) {
 }
 
 static void worker_upkeep(sagad_t *d, int64_t now) {
+    sg_upkeep_clock(d, now);
     sg_upkeep_gauges(d, now);
     sg_upkeep_retention(d, now);
     sg_upkeep_ping(d, now);
@@ -132,6 +140,7 @@ int sg_daemon_run(sagad_t *d) {
     sg_log_info("sagad ready: batch.max %d, batch.wait %d ms", d->cfg->batch_max,
                 d->cfg->batch_wait_ms);
     d->next_retention = sg_mono_ms() + SAGAD_RETENTION_MS / 6;
+    sg_upkeep_clock(d, sg_mono_ms());
     while (!*d->stopping) {
         sg_inputs_reconnect(d, sg_mono_ms());
         worker_poll_inputs(d);

@@ -1,6 +1,9 @@
 /* The operator's queries (sagactl list, show, stuck, stats): read only,
  * each one statement served by an index of docs/schema.md. "Finished" means
- * completed or compensated; a failed saga waits for an operator. */
+ * completed or compensated; a failed saga waits for an operator. Also the
+ * database's clock, which sagad and sagactl compute due times from. */
+#include <stdlib.h>
+
 #include "store/store_int.h"
 
 sg_err_t sg_store_sagas_list(sg_store_t *st, const sg_store_filter_t *filter,
@@ -60,5 +63,15 @@ sg_err_t sg_store_counts(sg_store_t *st, sg_store_count_t **out, size_t *n) {
 sg_err_t sg_store_finished_per_minute(sg_store_t *st, sg_store_count_t **out, size_t *n) {
     sg_err_t err;
     *out = store_rows(st, ST_FINISHED, NULL, sizeof **out, count_fill, n, &err);
+    return err;
+}
+
+sg_err_t sg_store_clock(sg_store_t *st, int64_t *now_ms) {
+    sg_err_t err = store_ready(st);
+    PGresult *res = err ? NULL : store_exec(st, ST_CLOCK, NULL, &err);
+    if (res) {
+        *now_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    }
     return err;
 }

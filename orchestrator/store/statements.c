@@ -168,4 +168,7 @@ const stmt_t sg_store_stmts[ST_COUNT_] = {
          " AND status IN ('completed', 'compensated', 'failed')"
          " GROUP BY 2, 4 ORDER BY 4, 2",
          0),
+
+    /* ---- the database's clock ---- */
+    STMT(ST_CLOCK, "SELECT " SQL_MS("clock_timestamp()"), 0),
 };

@@ -55,6 +55,8 @@ typedef enum stmt_id {
     ST_HISTORY_LIST,
     ST_COUNTS,
     ST_FINISHED,
+
+    ST_CLOCK,
     ST_COUNT_
 } stmt_id_t;
 

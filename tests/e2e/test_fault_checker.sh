@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The fault suite's invariant checker (faults/check_invariants.sh) finds
+# what it is there to find. A small workload runs without faults and the
+# checker passes; then, one at a time and inside the checker's own
+# transaction (rolled back), the data is broken the way a lost message, a
+# doubled effect, a wrong compensation order and so on would break it, and
+# the checker must report exactly the check that names that fault.
+source "$(dirname "${BASH_SOURCE[0]}")/faults/lib.sh"
+fault_init fault-checker 60
+
+e2e_start_participant participant --rules "$(fault_rules)"
+e2e_start_sagad sagad
+e2e_wait_kafka_group 8 sagad
+fault_feed 0
+fault_wait_feed
+fault_drain "$FAULT_SAGAS" 120
+fault_check
+e2e_stop sagad
+e2e_stop participant
+
+# A completed order, a compensated trip (a car refused: hotel then flight
+# undone) and one of its accepted replies, to break.
+order=$(e2e_sql "SELECT id FROM sagas WHERE id LIKE 'order-ok-%' AND status = 'completed' LIMIT 1")
+trip=$(e2e_sql "SELECT saga_id FROM participant_effects WHERE step = 'book_hotel' AND undo AND outcome = 'success'
+                AND saga_id IN (SELECT saga_id FROM participant_effects WHERE step = 'book_flight' AND undo) LIMIT 1")
+[[ -n $order && -n $trip ]] || e2e_fail "the workload has no completed order or compensated trip to break"
+
+# expect_violation CHECK SQL [CHECKER OPTIONS...]: with SQL run first, the
+# checker fails, and CHECK is among the checks it reports.
+n_cases=0
+expect_violation() {
+    local check=$1 out rc=0
+    printf '%s\n' "$2" >"$E2E_WORK/tamper.sql"
+    shift 2
+    out=$(bash "$FAULT_DIR/check_invariants.sh" --db "$E2E_DB" --sagas "$FAULT_SAGAS" \
+        --expected "$E2E_WORK/expected.txt" --before "$E2E_WORK/tamper.sql" "$@" 2>&1) || rc=$?
+    ((rc == 1)) || { echo "$out" >&2; e2e_fail "checker exit status $rc, not 1, for: $check"; }
+    grep -q "^FAIL  $check " <<<"$out" || { echo "$out" >&2; e2e_fail "checker did not report: $check"; }
+    n_cases=$((n_cases + 1))
+}
+
+expect_violation "all sagas started" "DELETE FROM sagas WHERE id = '$order'"
+expect_violation "final status" "UPDATE sagas SET status = 'failed' WHERE id = '$order'"
+expect_violation "outbox empty" \
+    "INSERT INTO outbox (saga_id, channel, payload) VALUES ('$order', 'kafka:x', 'y')"
+expect_violation "no timers left" \
+    "INSERT INTO timers (saga_id, kind, due_at) VALUES ('$order', 'deadline', now())"
+expect_violation "no command lost" \
+    "DELETE FROM participant_effects WHERE command_id = '$order/ship_order/do/1'"
+expect_violation "no phantom command" \
+    "INSERT INTO participant_effects (command_id, saga_id, step, type, undo, attempt, outcome)
+     VALUES ('$order/ship_order/do/7', '$order', 'ship_order', 'shipping.ship', false, 7, 'failure')"
+expect_violation "no reply lost" \
+    "UPDATE saga_history SET detail = detail || '{\"ignored\": \"tampered\"}'
+     WHERE saga_id = '$order' AND event = 'input.reply' AND step = 'ship_order'"
+expect_violation "answers agree" \
+    "UPDATE participant_effects SET outcome = 'failure' WHERE command_id = '$order/ship_order/do/1'"
+expect_violation "one success applied per step" \
+    "INSERT INTO saga_history (saga_id, event, step, detail)
+     SELECT saga_id, event, step, jsonb_set(detail, '{input,causation_id}', '\"$order/ship_order/do/2\"')
+     FROM saga_history WHERE saga_id = '$order' AND event = 'input.reply' AND step = 'ship_order'"
+expect_violation "no effect twice" \
+    "INSERT INTO saga_history (saga_id, event, step, detail) VALUES ('$order', 'command.sent', 'ship_order',
+       '{\"id\": \"$order/ship_order/do/2\", \"undo\": false, \"attempt\": 2}');
+     INSERT INTO participant_effects (command_id, saga_id, step, type, undo, attempt, outcome)
+     VALUES ('$order/ship_order/do/2', '$order', 'ship_order', 'shipping.ship', false, 2, 'success')"
+expect_violation "completed sagas ran every step" \
+    "UPDATE sagas SET state = jsonb_set(state, '{steps,4,status}', '\"failed\"') WHERE id = '$order'"
+expect_violation "completed sagas undid nothing" \
+    "INSERT INTO participant_effects (command_id, saga_id, step, type, undo, attempt, outcome)
+     VALUES ('$order/reserve_inventory/undo/1', '$order', 'reserve_inventory', 'inventory.release', true, 1, 'success')"
+expect_violation "compensated exactly what needed it" \
+    "DELETE FROM participant_effects WHERE command_id = '$trip/book_flight/undo/1';
+     DELETE FROM saga_history WHERE saga_id = '$trip' AND event = 'command.sent' AND detail->>'id' = '$trip/book_flight/undo/1'"
+expect_violation "no undo of a step never sent" \
+    "DELETE FROM saga_history WHERE saga_id = '$trip' AND event = 'command.sent' AND detail->>'id' = '$trip/book_flight/do/1';
+     DELETE FROM participant_effects WHERE command_id = '$trip/book_flight/do/1'"
+expect_violation "compensations in reverse order (effects)" \
+    "ALTER TABLE participant_effects ALTER COLUMN seq SET GENERATED BY DEFAULT;
+     UPDATE participant_effects SET seq = -seq WHERE command_id = '$trip/book_flight/undo/1'"
+expect_violation "compensations in reverse order (history)" \
+    "ALTER TABLE saga_history ALTER COLUMN seq SET GENERATED BY DEFAULT;
+     UPDATE saga_history SET seq = -seq WHERE saga_id = '$trip' AND event = 'step.compensated' AND step = 'book_flight'"
+expect_violation "version = transitions" "UPDATE sagas SET version = version + 1 WHERE id = '$order'"
+expect_violation "history complete" \
+    "INSERT INTO saga_history (saga_id, event, detail) VALUES ('$order', 'saga.running', '{}')"
+echo 0123456789abcdef0123456789abcdef >"$E2E_WORK/missing.md5"
+expect_violation "injected messages dead-lettered" "SELECT 1" --dead-letters "$E2E_WORK/missing.md5"
+expect_violation "nothing else dead-lettered" \
+    "INSERT INTO dead_letters (channel, raw, reason) VALUES ('kafka:x', 'not json', 'not JSON')"
+
+e2e_log "the checker reported each of the $n_cases faults put in the data"
+FAULT_COUNTS=([checker_cases]=$n_cases)
+fault_record
+e2e_pass

@@ -26,9 +26,18 @@ bench_build() {
 
 # ---- stack ------------------------------------------------------------------
 
+# Starts what of the stack does not run yet (a second try when the first
+# fails: a RabbitMQ node sometimes fails its first start on a busy machine).
+# From the run dir, where a failing Erlang VM leaves its crash dump.
 bench_stack_up() {
-    SAGA_KAFKA_BROKER_COUNT=1 bash "$BENCH_REPO/deploy/local/start.sh" >"$BENCH_OUT/stack.log" 2>&1 ||
-        { cat "$BENCH_OUT/stack.log" >&2; bench_fail "the stack did not start"; }
+    local try
+    for try in 1 2; do
+        (cd "$SAGA_RUN_DIR" && SAGA_KAFKA_BROKER_COUNT=1 bash "$BENCH_REPO/deploy/local/start.sh") \
+            >>"$BENCH_OUT/stack.log" 2>&1 && break
+        ((try == 2)) && { tail -n 20 "$BENCH_OUT/stack.log" >&2; bench_fail "the stack did not start"; }
+        bench_say "the stack did not start, trying again (see $BENCH_OUT/stack.log)"
+        bench_stack_down
+    done
     # shellcheck disable=SC1091
     source "$SAGA_RUN_DIR/env"
     # shellcheck disable=SC1091

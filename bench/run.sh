@@ -48,7 +48,7 @@ export SAGA_PG_PORT=${SAGA_PG_PORT:-55551}
 export SAGA_AMQP_PORT=${SAGA_AMQP_PORT:-55851}
 SAGAD_PIDS=()
 
-mkdir -p "$BENCH_OUT/runs"
+mkdir -p "$BENCH_OUT/runs" "$SAGA_RUN_DIR"
 BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 
 cleanup() {

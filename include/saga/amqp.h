@@ -58,6 +58,7 @@ typedef struct sg_amqp_msg {
     const char *message_id;
     const char *correlation_id;
     bool redelivered;
+    bool persistent;            /* delivery_mode 2 */
     uint64_t delivery_tag;
     uint64_t connection;        /* which connection of the consumer got it */
     sg_header_t *headers;       /* string and byte-array headers only */

@@ -66,7 +66,8 @@ void sg_kafka_consumer_destroy(sg_kafka_consumer_t *kc);
 
 /* Fills msgs[0..*n) with up to 'max' messages: waits up to 'timeout_ms' for
  * the first, then takes what is already there. Returns SG_ERR_CONN only when
- * the consumer cannot go on (a fatal error): destroy it and make another. */
+ * the consumer cannot go on (a fatal error): no message is handed out then;
+ * destroy it and make another. */
 sg_err_t sg_kafka_consumer_poll(sg_kafka_consumer_t *kc, sg_kafka_msg_t *msgs, size_t max,
                                 int timeout_ms, size_t *n, char *errstr, size_t errstr_size);
 

@@ -302,4 +302,12 @@ sg_err_t sg_store_counts(sg_store_t *st, sg_store_count_t **out, size_t *n);
  * over the last hour, oldest minute first ('type' is NULL). */
 sg_err_t sg_store_finished_per_minute(sg_store_t *st, sg_store_count_t **out, size_t *n);
 
+/* ---- gauges for the daemon's metrics ---- */
+
+/* Outbox rows not yet published, armed timers, and the sagas not finished
+ * (running, compensating, failed) counted by type and status, in one round
+ * trip of cheap queries. Free *counts with sg_store_free. */
+sg_err_t sg_store_gauges(sg_store_t *st, int64_t *outbox_pending, int64_t *timers_pending,
+                         sg_store_count_t **counts, size_t *n);
+
 #endif

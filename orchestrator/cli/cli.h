@@ -13,5 +13,13 @@ enum {
 
 int sg_cli_validate(int argc, char **argv);
 int sg_cli_migrate(int argc, char **argv);
+int sg_cli_definitions(int argc, char **argv);
+int sg_cli_list(int argc, char **argv);
+int sg_cli_show(int argc, char **argv);
+int sg_cli_abort(int argc, char **argv);
+int sg_cli_retry(int argc, char **argv);
+int sg_cli_stuck(int argc, char **argv);
+int sg_cli_stats(int argc, char **argv);
+int sg_cli_dead_letters(int argc, char **argv);
 
 #endif

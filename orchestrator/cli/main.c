@@ -12,6 +12,14 @@ static const struct {
 } commands[] = {
     {"migrate", sg_cli_migrate, "apply the SQL migrations not yet applied"},
     {"validate", sg_cli_validate, "check saga definition files without a database"},
+    {"definitions", sg_cli_definitions, "list stored definitions and their running sagas"},
+    {"list", sg_cli_list, "list sagas, newest first, by status, type or age"},
+    {"show", sg_cli_show, "show one saga: steps, timeline, context, history"},
+    {"abort", sg_cli_abort, "abort a saga: it compensates from where it is"},
+    {"retry", sg_cli_retry, "resume a failed saga with fresh attempts"},
+    {"stuck", sg_cli_stuck, "list unfinished sagas with no change for a while"},
+    {"stats", sg_cli_stats, "count sagas by type and status, ended per minute"},
+    {"dead-letters", sg_cli_dead_letters, "list, show or replay rejected messages"},
 };
 
 static void usage(FILE *out) {
@@ -31,6 +39,9 @@ int main(int argc, char **argv) {
     if (i + 1 < argc && !strcmp(argv[i], "--db")) {
         setenv("SAGA_DATABASE_URL", argv[i + 1], 1);
         i += 2;
+    } else if (i < argc && !strncmp(argv[i], "--db=", 5)) {
+        setenv("SAGA_DATABASE_URL", argv[i] + 5, 1);
+        i++;
     }
     if (i >= argc) {
         usage(stderr);

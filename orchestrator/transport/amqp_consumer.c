@@ -186,6 +186,8 @@ static bool wrap(sg_amqp_consumer_t *c, held_t *h, sg_amqp_msg_t *msg) {
     msg->message_id = h->strings[4];
     msg->correlation_id = h->strings[5];
     msg->redelivered = env->redelivered;
+    msg->persistent = (p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) &&
+                      p->delivery_mode == AMQP_DELIVERY_PERSISTENT;
     msg->delivery_tag = env->delivery_tag;
     msg->connection = c->link.generation;
     return true;

@@ -60,24 +60,38 @@ sg_amqp_publisher_t *sg_amqp_publisher_new(const sg_amqp_conf_t *conf, sg_delive
 
 /* ---- settling ---- */
 
-/* Reports and removes the entries [from, to) of 'pending'. Entries are
- * copied out first, so a callback may send again. */
+static void report(sg_amqp_publisher_t *p, const pending_t *e, sg_err_t err,
+                   const char *reason) {
+    if (e->err)
+        p->cb(p->cb_opaque, e->ref, e->err, e->reason);
+    else
+        p->cb(p->cb_opaque, e->ref, err, err ? reason : "");
+}
+
+/* Reports and removes the entries [from, to) of 'pending'. They leave the
+ * array before any callback runs, so a callback may send again. */
 static void settle_range(sg_amqp_publisher_t *p, size_t from, size_t to, sg_err_t err,
                          const char *reason) {
     size_t count = to - from;
     if (count == 0)
         return;
     pending_t *done = malloc(count * sizeof *done);
-    if (!done)
-        abort(); /* cannot keep the exactly-once promise without memory */
+    if (!done) {
+        /* No memory for a copy: one at a time, slower but as exact. */
+        for (size_t i = 0; i < count; i++) {
+            pending_t e = p->pending[from];
+            memmove(p->pending + from, p->pending + from + 1,
+                    (p->npending - from - 1) * sizeof e);
+            p->npending--;
+            report(p, &e, err, reason);
+        }
+        return;
+    }
     memcpy(done, p->pending + from, count * sizeof *done);
     memmove(p->pending + from, p->pending + to, (p->npending - to) * sizeof *done);
     p->npending -= count;
-    for (size_t i = 0; i < count; i++) {
-        bool failed = done[i].err != SG_OK || err != SG_OK;
-        p->cb(p->cb_opaque, done[i].ref, done[i].err ? done[i].err : err,
-              done[i].err ? done[i].reason : failed ? reason : "");
-    }
+    for (size_t i = 0; i < count; i++)
+        report(p, &done[i], err, reason);
     free(done);
 }
 

@@ -261,15 +261,28 @@ sg_err_t sg_kafka_consumer_poll(sg_kafka_consumer_t *kc, sg_kafka_msg_t *msgs, s
             break;
         if (rkm->err) {
             sg_err_t err = consumer_error(kc, rkm, errstr, errstr_size);
-            if (err)
+            if (err) {
+                for (size_t i = 0; i < *n; i++)
+                    sg_kafka_msg_release(&msgs[i]);
+                *n = 0;
                 return err;
+            }
             continue;
         }
         if (!wrap(rkm, &msgs[*n])) {
+            /* Hand out what we have; this one is read again next time. */
+            sg_kafka_msg_t here = {.topic = rd_kafka_topic_name(rkm->rkt),
+                                   .partition = rkm->partition, .offset = rkm->offset};
+            sg_err_t err = sg_kafka_consumer_rewind(kc, &here, errstr, errstr_size);
             rd_kafka_message_destroy(rkm);
-            /* Not stored, so it comes again: go back to it. */
-            snprintf(errstr, errstr_size, "out of memory");
-            return SG_ERR_NOMEM;
+            if (!err)
+                break;
+            /* It would be skipped: hand out nothing, so that a new consumer
+             * reads all of it again. */
+            for (size_t i = 0; i < *n; i++)
+                sg_kafka_msg_release(&msgs[i]);
+            *n = 0;
+            return SG_ERR_CONN;
         }
         (*n)++;
     }

@@ -118,7 +118,7 @@ bench_pgbench() {
 bench_sagad_config() {
     local transport=$1 run=$2 k=$3
     if [[ $transport == kafka ]]; then
-        jq -n --arg db "$SAGA_DATABASE_URL" --arg dir "$BENCH_DIR/sagas" \
+        jq -n --arg db "$SAGA_DATABASE_URL" --arg dir "$BENCH_RUN/sagas" \
             --arg mig "$BENCH_REPO/migrations" --arg brokers "$SAGA_KAFKA_BROKERS" \
             --arg http "127.0.0.1:$((BENCH_HTTP_PORT + k))" --argjson props "$BENCH_KAFKA_PROPS" \
             '{database_url: $db, sagas_dir: $dir, migrations_dir: $mig,
@@ -127,7 +127,7 @@ bench_sagad_config() {
               events: "kafka:saga.events", http: {listen: $http},
               log: {format: "text", level: "warn"}}'
     else
-        jq -n --arg db "$SAGA_DATABASE_URL" --arg dir "$BENCH_DIR/sagas" \
+        jq -n --arg db "$SAGA_DATABASE_URL" --arg dir "$BENCH_RUN/sagas" \
             --arg mig "$BENCH_REPO/migrations" --arg url "$SAGA_AMQP_URL" \
             --arg in "amqp:/bench.$run.in" --arg ev "amqp:/bench.$run.events" \
             --arg http "127.0.0.1:$((BENCH_HTTP_PORT + k))" --argjson prefetch "$BENCH_AMQP_PREFETCH" \
@@ -143,10 +143,18 @@ bench_sagad_config() {
 bench_sagad_start() {
     local transport=$1 n=$2 run=$3 k conf i
     SAGAD_PIDS=()
+    # Only the definition this transport uses: the other would make sagad
+    # warn about channels of a transport it has no connection for.
+    mkdir -p "$BENCH_RUN/sagas"
+    if [[ $transport == kafka ]]; then
+        cp "$BENCH_DIR/sagas/bench_three_step.json" "$BENCH_RUN/sagas/"
+    else
+        cp "$BENCH_DIR/sagas/bench_three_step_amqp.json" "$BENCH_RUN/sagas/"
+    fi
     for ((k = 0; k < n; k++)); do
         conf=$BENCH_RUN/sagad-$k.json
         bench_sagad_config "$transport" "$run" "$k" >"$conf"
-        env -i PATH="$PATH" HOME="${HOME:-/}" $BENCH_SAGAD_WRAPPER "$SAGAD" --config "$conf" \
+        env -i PATH="$PATH" HOME="${HOME:-/}" "$SAGAD" --config "$conf" \
             </dev/null >"$BENCH_RUN/sagad-$k.log" 2>&1 &
         SAGAD_PIDS+=($!)
     done
@@ -225,7 +233,19 @@ bench_measure() {
         args+=(--saga-type bench_three_step_amqp --events "bench.$name.events"
                --start-channel "amqp:/bench.$name.in")
     fi
+    local perf_pid=
+    if [[ $BENCH_PERF == 1 ]]; then
+        perf record -F 499 -g -o "$BENCH_RUN/perf.data" -p "$(IFS=,; echo "${SAGAD_PIDS[*]}")" \
+            >"$BENCH_RUN/perf.log" 2>&1 &
+        perf_pid=$!
+    fi
     "$DRIVER" "${args[@]}" "$@" 2>"$BENCH_RUN/driver.log" || rc=$?
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        perf report -i "$BENCH_RUN/perf.data" --stdio --no-children --percent-limit 0.5 \
+            --sort dso,symbol -g none >"$BENCH_RUN/perf.txt" 2>/dev/null || true
+    fi
     ((rc == 0)) || bench_say "run $name: the driver reports failure (see $BENCH_RUN/driver.log)"
     sleep "${BENCH_SETTLE_SECONDS:-0}"
     trans1=$(bench_metric_sum sagad_transitions_total)

@@ -41,7 +41,7 @@ BENCH_AMQP_PREFETCH=${BENCH_AMQP_PREFETCH:-1000}
 BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-19464}
 BENCH_KEEP_STACK=${BENCH_KEEP_STACK:-0}
 BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$BENCH_REPO/build-bench}
-BENCH_SAGAD_WRAPPER=${BENCH_SAGAD_WRAPPER:-}   # e.g. "perf record -g -o FILE --"
+BENCH_PERF=${BENCH_PERF:-0}   # 1: perf record sagad during each run (runs/NAME/perf.*)
 BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)}
 export SAGA_RUN_DIR=${SAGA_RUN_DIR:-/tmp/sagad-bench-run}
 export SAGA_PG_PORT=${SAGA_PG_PORT:-55551}
@@ -50,6 +50,20 @@ SAGAD_PIDS=()
 
 mkdir -p "$BENCH_OUT/runs" "$SAGA_RUN_DIR"
 BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
+
+jq -n --arg mode "$BENCH_MODE" --argjson quick "$BENCH_QUICK" --argjson sagas "$BENCH_SAGAS" \
+    --argjson window "$BENCH_WINDOW" --arg workers "$BENCH_WORKERS" \
+    --arg transports "$BENCH_TRANSPORTS" --argjson pgbench_s "$BENCH_PGBENCH_SECONDS" \
+    --argjson half_s "$BENCH_HALF_SECONDS" --argjson kafka_props "$BENCH_KAFKA_PROPS" \
+    --argjson prefetch "$BENCH_AMQP_PREFETCH" --arg commit "$(git -C "$BENCH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --arg cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
+    --argjson cores "$(nproc)" --arg started "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    '{mode: $mode, quick: ($quick == 1), sagas: $sagas, window: $window,
+      workers: ($workers | split(" ") | map(select(. != "") | tonumber)),
+      transports: ($transports | split(" ") | map(select(. != ""))),
+      pgbench_seconds: $pgbench_s, half_seconds: $half_s, sagad_kafka_properties: $kafka_props,
+      sagad_amqp_prefetch: $prefetch, commit: $commit, cpu: $cpu, cores: $cores,
+      started: $started}' >"$BENCH_OUT/settings.json"
 
 cleanup() {
     ((${#SAGAD_PIDS[@]})) && bench_sagad_stop

@@ -3,6 +3,10 @@
  *   bench-driver --transport kafka|amqp --saga-type NAME --sagas N
  *                [--window W | --rate R] [--no-answer] [--out FILE] ...
  *
+ * Warm-up: first --warmup sagas (default 20) run to their end unmeasured, so
+ * that the consumer groups of sagad and of the driver have their partitions
+ * and every topic and queue exists before the clock starts.
+ *
  * Load: with --window (default 1000) it keeps W sagas in flight, starting a
  * new one whenever one ends (closed loop: the system runs at saturation);
  * with --rate it starts R sagas per second whatever happens (open loop).
@@ -33,7 +37,7 @@ typedef struct opts {
     bd_transport_t transport;
     const char *brokers, *amqp_url, *saga_type, *run_id, *out;
     const char *start_channel, *commands, *events;
-    long sagas, window;
+    long sagas, window, warmup;
     double rate;
     bool no_answer;
     int stall_s;
@@ -51,8 +55,9 @@ typedef struct saga {
 typedef struct driver {
     opts_t o;
     bd_io_t *io;
-    saga_t *sagas;
-    int64_t *ended_at;    /* end times in the order sagas ended */
+    saga_t *sagas;        /* the warm-up sagas, then the measured ones */
+    int64_t *ended_at;    /* end times in the order measured sagas ended */
+    long warm_ended;
     long started, ended, completed, first_commands, commands, duplicates, foreign;
     long send_failures;
     int64_t t0, last_progress, next_report;
@@ -73,9 +78,14 @@ int64_t bd_now_ns(void) {
 }
 
 void bd_log(const char *fmt, ...) {
+    struct timespec ts;
+    struct tm tm;
     va_list ap;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld bench-driver: ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000);
     va_start(ap, fmt);
-    fputs("bench-driver: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -96,6 +106,7 @@ static void usage(FILE *to) {
             "  --window W            sagas in flight at most (closed loop; default 1000)\n"
             "  --rate R              start R sagas per second instead (open loop)\n"
             "  --no-answer           start the sagas, take their first commands, answer none\n"
+            "  --warmup N            sagas run to their end before measuring (default 20)\n"
             "  --run-id ID           saga ids are ID-<n> (default b<pid>)\n"
             "  --start-channel CH    where saga.start goes (default kafka:saga.commands or\n"
             "                        amqp:/saga.commands)\n"
@@ -119,7 +130,7 @@ static int add_prop(opts_t *o, char *kv) {
 
 static int parse_opts(int argc, char **argv, opts_t *o) {
     enum { O_TRANSPORT = 256, O_TYPE, O_SAGAS, O_WINDOW, O_RATE, O_NOANSWER, O_RUNID, O_START,
-           O_COMMANDS, O_EVENTS, O_BROKERS, O_AMQP, O_PROP, O_STALL, O_OUT, O_HELP };
+           O_COMMANDS, O_EVENTS, O_BROKERS, O_AMQP, O_PROP, O_STALL, O_OUT, O_WARMUP, O_HELP };
     static const struct option LONG[] = {
         {"transport", 1, 0, O_TRANSPORT}, {"saga-type", 1, 0, O_TYPE},
         {"sagas", 1, 0, O_SAGAS},         {"window", 1, 0, O_WINDOW},
@@ -128,13 +139,14 @@ static int parse_opts(int argc, char **argv, opts_t *o) {
         {"commands", 1, 0, O_COMMANDS},   {"events", 1, 0, O_EVENTS},
         {"kafka-brokers", 1, 0, O_BROKERS}, {"amqp-url", 1, 0, O_AMQP},
         {"kafka-property", 1, 0, O_PROP}, {"stall-seconds", 1, 0, O_STALL},
-        {"out", 1, 0, O_OUT},             {"help", 0, 0, O_HELP},
+        {"out", 1, 0, O_OUT},             {"warmup", 1, 0, O_WARMUP},
+        {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     static char run_id[32];
     int c;
     *o = (opts_t){.brokers = getenv("SAGA_KAFKA_BROKERS"), .amqp_url = getenv("SAGA_AMQP_URL"),
                   .commands = "bench.commands", .events = "saga.events", .window = 1000,
-                  .stall_s = 60};
+                  .warmup = 20, .stall_s = 60};
     snprintf(run_id, sizeof run_id, "b%ld", (long)getpid());
     o->run_id = run_id;
     while ((c = getopt_long(argc, argv, "", LONG, NULL)) != -1) {
@@ -161,11 +173,12 @@ static int parse_opts(int argc, char **argv, opts_t *o) {
             break;
         case O_STALL: o->stall_s = atoi(optarg); break;
         case O_OUT: o->out = optarg; break;
+        case O_WARMUP: o->warmup = atol(optarg); break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
     }
-    if (!o->transport || !o->saga_type || o->sagas < 1 || o->window < 1 || o->rate < 0 ||
+    if (!o->transport || !o->saga_type || o->sagas < 1 || o->window < 1 || o->rate < 0 || o->warmup < 0 ||
         optind < argc) {
         usage(stderr);
         return 2;
@@ -215,7 +228,6 @@ static void start_saga(driver_t *d, long i) {
     d->sagas[i].start_ns = bd_now_ns();
     send_event(d, d->o.start_channel, &f, i * 2);
     json_decref(data);
-    d->started++;
 }
 
 /* Starts what the window or the rate allows now. */
@@ -229,7 +241,7 @@ static void start_due(driver_t *d) {
         } else if (d->started - d->ended >= d->o.window) {
             break;
         }
-        start_saga(d, d->started);
+        start_saga(d, d->o.warmup + d->started++);
     }
 }
 
@@ -247,7 +259,7 @@ static long saga_index(const driver_t *d, const char *saga_id) {
         return -1;
     char *end;
     long i = strtol(saga_id + plen + 1, &end, 10);
-    return *end || i < 0 || i >= d->o.sagas ? -1 : i;
+    return *end || i < 0 || i >= d->o.warmup + d->o.sagas ? -1 : i;
 }
 
 /* The result a participant would send: what the benchmark saga's templates
@@ -296,6 +308,13 @@ static void on_command(driver_t *d, const bd_msg_t *m, int64_t now) {
     }
     saga_t *s = &d->sagas[i];
     uint64_t h = hash_str(id);
+    if (i < d->o.warmup) {
+        if (h != s->last_cmd)
+            answer(d, cmd, saga_id, i);
+        s->last_cmd = h;
+        json_decref(cmd);
+        return;
+    }
     d->commands++;
     if (h == s->last_cmd) {
         d->duplicates++;
@@ -323,8 +342,11 @@ static void on_event(driver_t *d, const bd_msg_t *m, int64_t now) {
     json_t *ev = json_loadb(m->body, m->len, 0, NULL);
     const char *type = str_attr(ev, "type");
     long i = saga_index(d, str_attr(ev, "sagaid"));
-    if (i >= 0 && type && !strncmp(type, ends[kind] + 1, strlen(ends[kind]) - 2) &&
-        !d->sagas[i].ended) {
+    if (i >= 0 && i < d->o.warmup && !d->sagas[i].ended) {
+        d->sagas[i].ended = 1;
+        d->warm_ended++;
+    } else if (i >= 0 && type && !strncmp(type, ends[kind] + 1, strlen(ends[kind]) - 2) &&
+               !d->sagas[i].ended) {
         d->sagas[i].ended = kind == 0 ? 1 : 2;
         d->completed += kind == 0;
         d->ended_at[d->ended++] = now;
@@ -365,7 +387,23 @@ static void report_progress(driver_t *d, int64_t now) {
            (double)(now - d->t0) / 1e9, d->started, d->first_commands, d->ended, d->completed);
 }
 
+/* Runs the warm-up sagas to their end; false when they did not end. */
+static bool warm_up(driver_t *d) {
+    int64_t until = bd_now_ns() + (int64_t)d->o.stall_s * 1000000000LL;
+    for (long i = 0; i < d->o.warmup; i++)
+        start_saga(d, i);
+    while (!stopping && d->warm_ended < d->o.warmup && bd_now_ns() < until) {
+        take_input(d, 5);
+        bd_io_serve(d->io);
+    }
+    if (d->warm_ended < d->o.warmup)
+        bd_log("warm-up: %ld of %ld sagas ended: giving up", d->warm_ended, d->o.warmup);
+    return d->warm_ended == d->o.warmup;
+}
+
 static int run(driver_t *d) {
+    if (!warm_up(d))
+        return 1;
     d->t0 = d->last_progress = d->next_report = bd_now_ns();
     while (!stopping && !finished(d)) {
         start_due(d);
@@ -405,9 +443,9 @@ static json_t *report(const driver_t *d) {
     int64_t end = d->ended ? d->ended_at[d->ended - 1] : bd_now_ns();
     double secs = (double)(end - d->t0) / 1e9;
     return json_pack(
-        "{s:s,s:s,s:I,s:I,s:f,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o,s:o,s:o,s:o}",
+        "{s:s,s:s,s:I,s:I,s:I,s:f,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o,s:o,s:o,s:o}",
         "transport", d->o.transport == BD_KAFKA ? "kafka" : "amqp", "saga_type", d->o.saga_type,
-        "sagas", (json_int_t)d->o.sagas, "window", (json_int_t)(d->o.rate > 0 ? 0 : d->o.window),
+        "sagas", (json_int_t)d->o.sagas, "warmup", (json_int_t)d->o.warmup, "window", (json_int_t)(d->o.rate > 0 ? 0 : d->o.window),
         "rate", d->o.rate, "no_answer", d->o.no_answer, "started", (json_int_t)d->started,
         "first_commands", (json_int_t)d->first_commands, "commands", (json_int_t)d->commands,
         "duplicate_commands", (json_int_t)d->duplicates, "foreign_messages",
@@ -450,7 +488,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    d.sagas = calloc((size_t)d.o.sagas, sizeof *d.sagas);
+    d.sagas = calloc((size_t)(d.o.warmup + d.o.sagas), sizeof *d.sagas);
     d.ended_at = calloc((size_t)d.o.sagas, sizeof *d.ended_at);
     if (!d.sagas || !d.ended_at || !(d.io = open_io(&d)))
         return 1;

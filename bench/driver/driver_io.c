@@ -30,7 +30,10 @@ struct bd_io {
 };
 
 static void io_log(void *opaque, int level, const char *message) {
-    if (level <= 4)
+    static int all = -1;
+    if (all < 0)
+        all = getenv("BENCH_DRIVER_LOG_ALL") != NULL;
+    if (level <= 4 || all)
         bd_log("%s: %s", (const char *)opaque, message);
 }
 

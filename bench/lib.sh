@@ -66,6 +66,17 @@ bench_kafka_fresh() {
     bench_fail "the kafka dev broker did not create topic bench.commands"
 }
 
+# CPU ticks of the whole PostgreSQL cluster: the postmaster with its ended
+# children, and every live child (backends, WAL writer, checkpointer).
+bench_pg_cpu_ticks() {
+    local pm
+    pm=$(head -n 1 "$PG_DATA/postmaster.pid")
+    { awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pm/stat"
+      for c in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do
+          awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$c/stat" 2>/dev/null
+      done; } | awk '{ s += $1 } END { print s + 0 }'
+}
+
 bench_psql() {
     as_pg "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U saga -v ON_ERROR_STOP=1 "$@"
 }
@@ -84,31 +95,46 @@ bench_commits() {
 
 # ---- pgbench: the database's own ceiling -------------------------------------
 
-# Prints the tps of one pgbench run: $1 clients, $2 seconds.
+# Prints the tps of one pgbench run and the cluster's CPU seconds per 1,000
+# of its transactions: $1 clients, $2 seconds, $3 log name.
 bench_pgbench_run() {
-    local clients=$1 secs=$2 log=$BENCH_OUT/pgbench-c$1.log
+    local clients=$1 secs=$2 log=$BENCH_OUT/$3.log cpu0 cpu1 tps
+    cpu0=$(bench_pg_cpu_ticks)
     as_pg "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U saga -n -M prepared \
         -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$secs" -D "nsagas=$BENCH_PGBENCH_SAGAS" \
         -f "$BENCH_DIR/pgbench_transition.sql" bench_pgbench >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bench_fail "pgbench failed, see $log"; }
-    sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$log"
+    cpu1=$(bench_pg_cpu_ticks)
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$log")
+    jq -n --argjson tps "$tps" --argjson ticks "$((cpu1 - cpu0))" --argjson hz "$(getconf CLK_TCK)" \
+        --argjson s "$secs" '{tps: $tps, postgres_cpu_s_per_1000: ($ticks / $hz * 1000 / ($tps * $s))}'
 }
 
+# The ceiling: 1 and 4 clients first; 4 clients again after the sagad runs
+# (bench_pgbench_again), since the machine's load moves in between.
 bench_pgbench() {
     bench_say "pgbench ceiling: seeding $BENCH_PGBENCH_SAGAS sagas"
     bench_db_fresh bench_pgbench
     bench_psql -d bench_pgbench -v nsagas="$BENCH_PGBENCH_SAGAS" -f "$BENCH_DIR/pgbench_seed.sql" \
         >/dev/null || bench_fail "cannot seed the pgbench database"
-    local c1 c4 before after
-    before=$(bench_commits bench_pgbench)
-    c1=$(bench_pgbench_run 1 "$BENCH_PGBENCH_SECONDS")
-    c4=$(bench_pgbench_run 4 "$BENCH_PGBENCH_SECONDS")
-    after=$(bench_commits bench_pgbench)
-    bench_say "pgbench: $c1 tps with 1 client, $c4 tps with 4 clients"
+    local c1 c4
+    c1=$(bench_pgbench_run 1 "$BENCH_PGBENCH_SECONDS" pgbench-c1)
+    c4=$(bench_pgbench_run 4 "$BENCH_PGBENCH_SECONDS" pgbench-c4)
+    bench_say "pgbench: $(jq .tps <<<"$c1") tps with 1 client, $(jq .tps <<<"$c4") tps with 4 clients"
     jq -n --argjson c1 "$c1" --argjson c4 "$c4" --argjson s "$BENCH_PGBENCH_SECONDS" \
-        --argjson commits "$((after - before))" \
-        '{seconds_each: $s, tps_1_client: $c1, tps_4_clients: $c4, commits: $commits,
-          script: "bench/pgbench_transition.sql"}' >"$BENCH_OUT/pgbench.json"
+        '{seconds_each: $s, script: "bench/pgbench_transition.sql",
+          tps_1_client: $c1.tps, tps_4_clients_before: $c4.tps, tps_4_clients: $c4.tps,
+          postgres_cpu_s_per_1000_tx_1_client: $c1.postgres_cpu_s_per_1000,
+          postgres_cpu_s_per_1000_tx_4_clients: $c4.postgres_cpu_s_per_1000}' >"$BENCH_OUT/pgbench.json"
+}
+
+bench_pgbench_again() {
+    local c4
+    c4=$(bench_pgbench_run 4 "$BENCH_PGBENCH_SECONDS" pgbench-c4-after)
+    bench_say "pgbench again: $(jq .tps <<<"$c4") tps with 4 clients"
+    jq --argjson c4 "$c4" '.tps_4_clients_after = $c4.tps
+        | .tps_4_clients = ((.tps_4_clients_before + $c4.tps) / 2)' "$BENCH_OUT/pgbench.json" \
+        >"$BENCH_OUT/pgbench.json.tmp" && mv "$BENCH_OUT/pgbench.json.tmp" "$BENCH_OUT/pgbench.json"
     bench_psql -d postgres -c "DROP DATABASE bench_pgbench WITH (FORCE)" >/dev/null || true
 }
 
@@ -220,9 +246,10 @@ bench_measure() {
     [[ $transport == kafka ]] && bench_kafka_fresh
     bench_db_fresh sagas
     bench_sagad_start "$transport" "$workers" "$name"
-    local cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
+    local pgcpu0 pgcpu1 cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
     for ((k = 0; k < workers; k++)); do cpu0+=("$(bench_cpu_ticks "${SAGAD_PIDS[k]}")"); done
     commits0=$(bench_commits sagas)
+    pgcpu0=$(bench_pg_cpu_ticks)
     trans0=$(bench_metric_sum sagad_transitions_total)
     local args=(--transport "$transport" --run-id "$name" --commands bench.commands
                 --stall-seconds "$BENCH_STALL_SECONDS" --out "$BENCH_RUN/driver.json")
@@ -235,7 +262,7 @@ bench_measure() {
     fi
     local perf_pid=
     if [[ $BENCH_PERF == 1 ]]; then
-        perf record -F 499 -g -o "$BENCH_RUN/perf.data" -p "$(IFS=,; echo "${SAGAD_PIDS[*]}")" \
+        perf record -F 499 --call-graph dwarf,16384 -o "$BENCH_RUN/perf.data" -p "$(IFS=,; echo "${SAGAD_PIDS[*]}")" \
             >"$BENCH_RUN/perf.log" 2>&1 &
         perf_pid=$!
     fi
@@ -249,6 +276,7 @@ bench_measure() {
     ((rc == 0)) || bench_say "run $name: the driver reports failure (see $BENCH_RUN/driver.log)"
     sleep "${BENCH_SETTLE_SECONDS:-0}"
     trans1=$(bench_metric_sum sagad_transitions_total)
+    pgcpu1=$(bench_pg_cpu_ticks)
     for ((k = 0; k < workers; k++)); do
         cpu=$((cpu + $(bench_cpu_ticks "${SAGAD_PIDS[k]}") - cpu0[k]))
         v=$(bench_proc_kb "${SAGAD_PIDS[k]}" VmHWM)
@@ -261,7 +289,7 @@ bench_measure() {
     jq --arg name "$name" --arg transport "$transport" --argjson workers "$workers" \
         --argjson ok "$([[ $rc == 0 ]] && echo true || echo false)" \
         --argjson transitions "$((trans1 - trans0))" --argjson commits "$((commits1 - commits0))" \
-        --argjson cpu_ticks "$cpu" --argjson hz "$(getconf CLK_TCK)" \
+        --argjson cpu_ticks "$cpu" --argjson pg_ticks "$((pgcpu1 - pgcpu0))" --argjson hz "$(getconf CLK_TCK)" \
         --argjson hwm "$hwm" --argjson hwm_sum "$hwm_sum" --argjson rss "$rss" \
         '{name: $name, transport: $transport, workers: $workers, ok: $ok,
           sagas: .completed, seconds: .seconds, sagas_per_s: .sagas_per_s,
@@ -272,6 +300,8 @@ bench_measure() {
           sagad_cpu_s: ($cpu_ticks / $hz),
           sagad_cpu_s_per_1000_transitions:
               (if $transitions > 0 then $cpu_ticks / $hz * 1000 / $transitions else null end),
+          postgres_cpu_s_per_1000_transitions:
+              (if $transitions > 0 then $pg_ticks / $hz * 1000 / $transitions else null end),
           sagad_peak_rss_kb: $hwm, sagad_peak_rss_kb_all_workers: $hwm_sum,
           sagad_rss_kb_at_end: $rss,
           db_commits: $commits,

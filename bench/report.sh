@@ -23,6 +23,7 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
             step_latency_ms: (.step_latency_ms | lat),
             sagad_peak_rss_mb: (.sagad_peak_rss_kb / 1024 | r2),
             sagad_cpu_s_per_1000_transitions: (.sagad_cpu_s_per_1000_transitions | r2),
+            postgres_cpu_s_per_1000_transitions: (.postgres_cpu_s_per_1000_transitions | r2),
             db_commits_per_transition: (.db_commits_per_transition | r2),
             ratio_to_pgbench_4_clients: (.transitions_per_s / $ceiling | r2),
             ok: .ok}),
@@ -52,11 +53,11 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
 ' >"$OUT/results.json"
 
 # The table.
-jq -r '"pgbench ceiling (\(.pgbench.seconds_each) s each): \(.pgbench.tps_1_client | floor) tps with 1 client, \(.pgbench.tps_4_clients | floor) tps with 4 clients\n"' \
+jq -r '.pgbench | "pgbench ceiling (\(.seconds_each) s each): \(.tps_1_client | floor) tps with 1 client; with 4 clients \(.tps_4_clients_before | floor) before and \(.tps_4_clients_after // 0 | floor) after the sagad runs, mean \(.tps_4_clients | floor)\npostgres CPU per 1,000 pgbench transactions (4 clients): \(.postgres_cpu_s_per_1000_tx_4_clients * 100 | round / 100) s\n"' \
     "$OUT/results.json" >"$OUT/results.txt"
 jq -r '
   def f: if . == null then "-" else tostring end;
-  (["transport", "sagas/s", "trans/s", "x pgbench4", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "RSS MB", "CPU s/1k", "commits/tr"] | @tsv),
+  (["transport", "sagas/s", "trans/s", "x pgbench4", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "RSS MB", "CPU s/1k", "PG CPU s/1k", "commits/tr"] | @tsv),
   (.transports | to_entries[] | .key as $t | .value as $v | [$t,
      ($v.saturation.sagas_per_s | f), ($v.saturation.transitions_per_s | f),
      ($v.saturation.ratio_to_pgbench_4_clients | f),
@@ -65,6 +66,7 @@ jq -r '
      ($v.half.step_latency_ms.p50_ms | f), ($v.half.step_latency_ms.p99_ms | f),
      ($v.half.step_latency_ms.max_ms | f),
      ($v.saturation.sagad_peak_rss_mb | f), ($v.saturation.sagad_cpu_s_per_1000_transitions | f),
+     ($v.saturation.postgres_cpu_s_per_1000_transitions | f),
      ($v.saturation.db_commits_per_transition | f)] | @tsv),
   "-",
   (["transport", "workers", "sagas/s", "trans/s", "x pgbench4", "p99 ms", "CPU s/1k", "commits/tr"] | @tsv),

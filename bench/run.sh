@@ -22,7 +22,7 @@ source "$BENCH_DIR/lib.sh"
 BENCH_MODE=${BENCH_MODE:-full}
 BENCH_QUICK=${BENCH_QUICK:-0}
 if [[ $BENCH_QUICK == 1 ]]; then
-    : "${BENCH_SAGAS:=2000}" "${BENCH_PGBENCH_SECONDS:=5}" "${BENCH_HALF_SECONDS:=5}"
+    : "${BENCH_SAGAS:=2000}" "${BENCH_PGBENCH_SECONDS:=4}" "${BENCH_HALF_SECONDS:=5}"
     : "${BENCH_WORKERS:=1 2}" "${BENCH_WINDOW:=500}"
 fi
 BENCH_SAGAS=${BENCH_SAGAS:-20000}
@@ -87,11 +87,13 @@ mode_full() {
             '[($r * $s | floor), 100] | max')
         bench_measure "$t-half" "$t" 1 --sagas "$n" --rate "$half"
     done
+    bench_pgbench_again
     bash "$BENCH_DIR/report.sh" "$BENCH_OUT"
 }
 
 mode_pgbench() {
     bench_pgbench
+    bench_pgbench_again
     cat "$BENCH_OUT/pgbench.json"
 }
 

@@ -93,6 +93,11 @@ bench_commits() {
     bench_psql -d postgres -tAc "SELECT pg_stat_clear_snapshot(); SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'" | tail -n 1
 }
 
+# Rows written to database $1 so far, as JSON.
+bench_tuples() {
+    bench_psql -d postgres -tAc "SELECT pg_stat_clear_snapshot(); SELECT json_build_object('inserted', tup_inserted, 'updated', tup_updated, 'deleted', tup_deleted) FROM pg_stat_database WHERE datname = '$1'" | tail -n 1
+}
+
 # ---- pgbench: the database's own ceiling -------------------------------------
 
 # Prints the tps of one pgbench run and the cluster's CPU seconds per 1,000
@@ -219,8 +224,9 @@ bench_proc_kb() {
 bench_metric_sum() {
     local name=$1 k total=0 v
     for ((k = 0; k < ${#SAGAD_PIDS[@]}; k++)); do
-        v=$(curl -sf "http://127.0.0.1:$((BENCH_HTTP_PORT + k))/metrics" |
-            awk -v n="$name" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f", s }')
+        v=$(curl -sf -m 10 "http://127.0.0.1:$((BENCH_HTTP_PORT + k))/metrics" |
+            awk -v n="$name" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f", s }') ||
+            bench_say "cannot read /metrics of sagad $k"
         total=$((total + ${v:-0}))
     done
     echo "$total"
@@ -229,7 +235,7 @@ bench_metric_sum() {
 bench_metrics_save() {
     local k
     for ((k = 0; k < ${#SAGAD_PIDS[@]}; k++)); do
-        curl -sf "http://127.0.0.1:$((BENCH_HTTP_PORT + k))/metrics" >"$BENCH_RUN/metrics-$k.txt" || true
+        curl -sf -m 10 "http://127.0.0.1:$((BENCH_HTTP_PORT + k))/metrics" >"$BENCH_RUN/metrics-$k.txt" || true
     done
 }
 
@@ -246,9 +252,10 @@ bench_measure() {
     [[ $transport == kafka ]] && bench_kafka_fresh
     bench_db_fresh sagas
     bench_sagad_start "$transport" "$workers" "$name"
-    local pgcpu0 pgcpu1 cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
+    local tup0 tup1 pgcpu0 pgcpu1 cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
     for ((k = 0; k < workers; k++)); do cpu0+=("$(bench_cpu_ticks "${SAGAD_PIDS[k]}")"); done
     commits0=$(bench_commits sagas)
+    tup0=$(bench_tuples sagas)
     pgcpu0=$(bench_pg_cpu_ticks)
     trans0=$(bench_metric_sum sagad_transitions_total)
     local args=(--transport "$transport" --run-id "$name" --commands bench.commands
@@ -286,10 +293,12 @@ bench_measure() {
     bench_metrics_save
     bench_sagad_stop
     commits1=$(bench_commits sagas)
+    tup1=$(bench_tuples sagas)
     jq --arg name "$name" --arg transport "$transport" --argjson workers "$workers" \
         --argjson ok "$([[ $rc == 0 ]] && echo true || echo false)" \
         --argjson transitions "$((trans1 - trans0))" --argjson commits "$((commits1 - commits0))" \
         --argjson cpu_ticks "$cpu" --argjson pg_ticks "$((pgcpu1 - pgcpu0))" --argjson hz "$(getconf CLK_TCK)" \
+        --argjson tup0 "$tup0" --argjson tup1 "$tup1" \
         --argjson hwm "$hwm" --argjson hwm_sum "$hwm_sum" --argjson rss "$rss" \
         '{name: $name, transport: $transport, workers: $workers, ok: $ok,
           sagas: .completed, seconds: .seconds, sagas_per_s: .sagas_per_s,
@@ -306,6 +315,10 @@ bench_measure() {
           sagad_rss_kb_at_end: $rss,
           db_commits: $commits,
           db_commits_per_transition: (if $transitions > 0 then $commits / $transitions else null end),
+          db_rows_per_transition: (if $transitions > 0 then
+              {inserted: (($tup1.inserted - $tup0.inserted) / $transitions),
+               updated: (($tup1.updated - $tup0.updated) / $transitions),
+               deleted: (($tup1.deleted - $tup0.deleted) / $transitions)} else null end),
           driver: .}' "$BENCH_RUN/driver.json" >"$BENCH_RUN/run.json" ||
         bench_fail "run $name wrote no report"
     return 0

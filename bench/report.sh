@@ -16,7 +16,7 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
       settings: $settings[0],
       pgbench: $pg[0],
       transports: ([$runs[].transport] | unique | map(. as $t | {key: $t, value: (
-        pick("\($t)-w1") as $sat | pick("\($t)-half") as $half | {
+        ([$runs[] | select(.transport == $t and (.name | test("-w[0-9]+$")))] | sort_by(.workers)[0]) as $sat | pick("\($t)-half") as $half | {
           saturation: ($sat | {
             sagas: .sagas, seconds: (.seconds | r2), sagas_per_s: (.sagas_per_s | r2),
             transitions_per_s: (.transitions_per_s | r2),

@@ -10,7 +10,8 @@
 #
 # BENCH_MODE=full (default) | memory | soak | pgbench; BENCH_QUICK=1 for a
 # short run. Every setting is an environment variable: see the README.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'printf "[bench] error: line %s of %s failed: %s\n" "$LINENO" "${BASH_SOURCE[0]}" "$BASH_COMMAND" >&2' ERR
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_REPO=$(dirname "$BENCH_DIR")
@@ -76,16 +77,17 @@ trap cleanup EXIT
 run_json() { cat "$BENCH_OUT/runs/$1/run.json"; }
 
 mode_full() {
-    local t w half n
+    local t w half n first
+    first=$(set -- $BENCH_WORKERS; echo "$1")
     bench_pgbench
     for t in $BENCH_TRANSPORTS; do
         for w in $BENCH_WORKERS; do
             bench_measure "$t-w$w" "$t" "$w" --sagas "$BENCH_SAGAS" --window "$BENCH_WINDOW"
         done
-        half=$(run_json "$t-w1" | jq '.sagas_per_s / 2')
+        half=$(run_json "$t-w$first" | jq '.sagas_per_s / 2')
         n=$(jq -n --argjson r "$half" --argjson s "$BENCH_HALF_SECONDS" \
             '[($r * $s | floor), 100] | max')
-        bench_measure "$t-half" "$t" 1 --sagas "$n" --rate "$half"
+        bench_measure "$t-half" "$t" "$first" --sagas "$n" --rate "$half"
     done
     bench_pgbench_again
     bash "$BENCH_DIR/report.sh" "$BENCH_OUT"

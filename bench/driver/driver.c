@@ -472,7 +472,7 @@ static bd_io_t *open_io(driver_t *d) {
     char why[512];
     bd_io_conf_t c = {.transport = d->o.transport, .brokers = d->o.brokers,
                       .amqp_url = d->o.amqp_url, .consume = consume,
-                      .nconsume = d->o.no_answer ? 1 : 2, .kafka_props = d->o.props,
+                      .nconsume = 2, .kafka_props = d->o.props,
                       .nkafka_props = d->o.nprops, .on_delivery = on_delivery, .opaque = d};
     bd_io_t *io = bd_io_new(&c, why, sizeof why);
     if (!io)

@@ -250,6 +250,13 @@ bench_measure() {
     mkdir -p "$BENCH_RUN"
     bench_say "run $name: $transport, $workers sagad, $*"
     [[ $transport == kafka ]] && bench_kafka_fresh
+    # The ceiling right now: the machine's other load drifts during a
+    # benchmark, so each run also gets a short pgbench just before it.
+    local just_before=null
+    if ((${BENCH_CEILING_SECONDS:-5} > 0)) &&
+        [[ $(bench_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'bench_pgbench'") == 1 ]]; then
+        just_before=$(bench_pgbench_run 4 "${BENCH_CEILING_SECONDS:-5}" "runs/$name/pgbench-c4" | jq .tps)
+    fi
     bench_db_fresh sagas
     bench_sagad_start "$transport" "$workers" "$name"
     local tup0 tup1 pgcpu0 pgcpu1 cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
@@ -298,7 +305,7 @@ bench_measure() {
         --argjson ok "$([[ $rc == 0 ]] && echo true || echo false)" \
         --argjson transitions "$((trans1 - trans0))" --argjson commits "$((commits1 - commits0))" \
         --argjson cpu_ticks "$cpu" --argjson pg_ticks "$((pgcpu1 - pgcpu0))" --argjson hz "$(getconf CLK_TCK)" \
-        --argjson tup0 "$tup0" --argjson tup1 "$tup1" \
+        --argjson tup0 "$tup0" --argjson tup1 "$tup1" --argjson just_before "$just_before" \
         --argjson hwm "$hwm" --argjson hwm_sum "$hwm_sum" --argjson rss "$rss" \
         '{name: $name, transport: $transport, workers: $workers, ok: $ok,
           sagas: .completed, seconds: .seconds, sagas_per_s: .sagas_per_s,
@@ -306,6 +313,9 @@ bench_measure() {
           transitions_per_s: (if .seconds > 0 then $transitions / .seconds else 0 end),
           step_latency_ms: .step_latency, first_command_latency_ms: .first_command_latency,
           saga_duration_ms: .saga_duration,
+          pgbench_4_clients_just_before: $just_before,
+          ratio_to_pgbench_just_before:
+              (if $just_before != null and .seconds > 0 then $transitions / .seconds / $just_before else null end),
           sagad_cpu_s: ($cpu_ticks / $hz),
           sagad_cpu_s_per_1000_transitions:
               (if $transitions > 0 then $cpu_ticks / $hz * 1000 / $transitions else null end),

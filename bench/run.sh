@@ -35,6 +35,7 @@ BENCH_PGBENCH_SAGAS=${BENCH_PGBENCH_SAGAS:-20000}
 BENCH_HALF_SECONDS=${BENCH_HALF_SECONDS:-20}
 BENCH_MEMORY_SAGAS=${BENCH_MEMORY_SAGAS:-100000}
 BENCH_MEMORY_LIMIT_MB=${BENCH_MEMORY_LIMIT_MB:-64}
+BENCH_MEMORY_RATE=${BENCH_MEMORY_RATE:-500}   # starts per second (see the README)
 BENCH_SOAK_SAGAS=${BENCH_SOAK_SAGAS:-100000}
 BENCH_STALL_SECONDS=${BENCH_STALL_SECONDS:-60}
 BENCH_CEILING_SECONDS=${BENCH_CEILING_SECONDS:-5}   # pgbench 4 clients just before each run; 0: off
@@ -103,8 +104,10 @@ mode_pgbench() {
 # Every saga started and its first command published, none answered: how
 # much memory sagad holds with that many sagas in flight.
 mode_memory() {
+    # Paced: the Kafka dev broker keeps about 5 MB per partition and drops
+    # older messages, so a flood of starts must not pile up in it.
     BENCH_SETTLE_SECONDS=3 bench_measure memory kafka 1 --sagas "$BENCH_MEMORY_SAGAS" \
-        --window "$BENCH_MEMORY_SAGAS" --no-answer
+        --rate "$BENCH_MEMORY_RATE" --no-answer
     local running
     running=$(bench_psql -d sagas -tAc "SELECT count(*) FROM sagas WHERE status = 'running'")
     run_json memory | jq --argjson limit "$BENCH_MEMORY_LIMIT_MB" --argjson running "$running" \

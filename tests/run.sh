@@ -119,8 +119,13 @@ main() {
 
     step "ctest unit+integration (ASan+UBSan)" \
         ctest --test-dir "$REPO/build-asan" -L 'unit|integration' --output-on-failure --no-tests=error --timeout 600
+    rm -f "$REPO/build/e2e-figures.txt"
     step "ctest e2e (Debug)" \
         ctest --test-dir "$REPO/build" -L e2e --output-on-failure --no-tests=error --timeout 900
+    if [[ -s $REPO/build/e2e-figures.txt ]]; then
+        banner "e2e figures"
+        cat "$REPO/build/e2e-figures.txt"
+    fi
 
     if has_fuzz_targets && [[ -d $REPO/build-fuzz/tests/fuzz ]]; then
         local src name

@@ -229,3 +229,31 @@ wait_gone() {
     done
     return 1
 }
+
+# ---- demo processes (deploy/local/demo.sh) ------------------------------------
+
+DEMO_DIR=$SAGA_RUN_DIR/demo
+
+# Pid of the demo's program $1 (sagad, participant) when it runs: the pid
+# file's process must have been started with the demo folder in its command
+# line, so a reused pid is never taken for it.
+demo_pid() {
+    local pid
+    pid=$(cat "$DEMO_DIR/$1.pid" 2>/dev/null) || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$DEMO_DIR" || return 1
+    echo "$pid"
+}
+
+# Stops the demo's sagad and participant (SIGTERM, then up to 30 s).
+demo_stop() {
+    local name pid
+    for name in sagad participant; do
+        if pid=$(demo_pid "$name"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_gone "$pid" 30 || { log "demo $name $pid did not stop, killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+            log "demo $name stopped"
+        fi
+        rm -f "$DEMO_DIR/$name.pid"
+    done
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# stop.sh: stops what start.sh started for this run dir (SAGA_RUN_DIR): the
-# Kafka dev broker, the RabbitMQ node and its epmd, PostgreSQL. Fine when
-# nothing runs. With --purge also deletes the stack's data (PostgreSQL
-# cluster, RabbitMQ mnesia, logs, env file).
+# stop.sh: stops what start.sh and demo.sh started for this run dir
+# (SAGA_RUN_DIR): the demo's sagad and participant, the Kafka dev broker,
+# the RabbitMQ node and its epmd, PostgreSQL. Fine when nothing runs. With
+# --purge also deletes the stack's data (PostgreSQL cluster, RabbitMQ
+# mnesia, logs, env file, the demo folder).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -31,12 +32,14 @@ stop_pg() {
 }
 
 load_ports
+demo_stop
 stop_kafka
 rmq_stop
 stop_pg
 rm -f "$ENV_FILE"
 if ((purge)); then
-    rm -rf "$PG_BASE" "$RMQ_BASE" "$STACK_CONF" "$KAFKA_LOG" "$KAFKA_CONTROL" "$SAGA_RUN_DIR/postgresql"
+    rm -rf "$PG_BASE" "$RMQ_BASE" "$STACK_CONF" "$KAFKA_LOG" "$KAFKA_CONTROL" "$SAGA_RUN_DIR/postgresql" \
+        "$DEMO_DIR"
     rmdir "$SAGA_RUN_DIR" 2>/dev/null || true
     log "stack data purged"
 fi

@@ -14,7 +14,8 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: sagactl dead-letters [list] [--limit N] [--before ID] [--json] [--db CONNINFO]\n"
+            "usage: sagactl dead-letters [list] [--limit N] [--before ID] [--json]\n"
+            "                            [--db CONNINFO]\n"
             "       sagactl dead-letters show ID [--json] [--db CONNINFO]\n"
             "       sagactl dead-letters replay ID [--json] [--db CONNINFO]\n"
             "\n"

@@ -117,7 +117,8 @@ static void on_input(sg_tl_step_t *s, const char *event, const json_t *d, int64_
     bool undo = timer && !strcmp(timer, "compensation_timeout");
     if (timer && (undo || !strcmp(timer, "step_timeout"))) {
         int attempt = (int)json_integer_value(json_object_get(input, "attempt"));
-        end_attempt(find_attempt(s, NULL, undo, attempt), at, strdup("no reply within the timeout"));
+        end_attempt(find_attempt(s, NULL, undo, attempt), at,
+                    strdup("no reply within the timeout"));
     }
 }
 
@@ -265,34 +266,46 @@ static void append_attempt(const char *causation, char *buf, size_t size) {
              last + 1);
 }
 
+/* A string member, or 'fallback' when there is none. */
+static const char *jstr_or(const json_t *obj, const char *key, const char *fallback) {
+    const char *v = jstr(obj, key);
+    return v ? v : fallback;
+}
+
+static int jint(const json_t *obj, const char *key) {
+    return (int)json_integer_value(json_object_get(obj, key));
+}
+
+static const char *side(const json_t *d) {
+    return json_is_true(json_object_get(d, "undo")) ? "undo" : "do";
+}
+
 static void detail_summary(const char *event, const json_t *d, char *buf, size_t size) {
     const json_t *input = json_object_get(d, "input");
     const char *ignored = jstr(d, "ignored");
     char *text = NULL;
     if (!strcmp(event, "command.sent")) {
-        snprintf(buf, size, "%s #%d %s to %s", json_is_true(json_object_get(d, "undo")) ? "undo" : "do",
-                 (int)json_integer_value(json_object_get(d, "attempt")), jstr(d, "type") ? jstr(d, "type") : "?",
-                 jstr(d, "channel") ? jstr(d, "channel") : "?");
+        snprintf(buf, size, "%s #%d %s to %s", side(d), jint(d, "attempt"),
+                 jstr_or(d, "type", "?"), jstr_or(d, "channel", "?"));
     } else if (!strcmp(event, "retry.scheduled")) {
         char span[32];
         sg_cli_span(json_integer_value(json_object_get(d, "delay_ms")), span, sizeof span);
-        snprintf(buf, size, "%s #%d in %s", json_is_true(json_object_get(d, "undo")) ? "undo" : "do",
-                 (int)json_integer_value(json_object_get(d, "attempt")), span);
+        snprintf(buf, size, "%s #%d in %s", side(d), jint(d, "attempt"), span);
     } else if (!strncmp(event, "step.", 5) || !strncmp(event, "saga.", 5)) {
-        snprintf(buf, size, "%s -> %s%s%s", jstr(d, "from") ? jstr(d, "from") : "?",
-                 jstr(d, "to") ? jstr(d, "to") : "?", jstr(d, "reason") ? ": " : "",
-                 jstr(d, "reason") ? jstr(d, "reason") : "");
+        const char *reason = jstr(d, "reason");
+        snprintf(buf, size, "%s -> %s%s%s", jstr_or(d, "from", "?"), jstr_or(d, "to", "?"),
+                 reason ? ": " : "", reason ? reason : "");
     } else if (!strcmp(event, "input.reply")) {
         text = reply_outcome(input);
         snprintf(buf, size, "%s", text ? text : "?");
         append_attempt(jstr(input, "causation_id"), buf, size);
     } else if (!strcmp(event, "input.timer")) {
-        snprintf(buf, size, "%s, attempt %d", jstr(input, "timer") ? jstr(input, "timer") : "?",
-                 (int)json_integer_value(json_object_get(input, "attempt")));
+        snprintf(buf, size, "%s, attempt %d", jstr_or(input, "timer", "?"),
+                 jint(input, "attempt"));
     } else if (!strcmp(event, "input.start")) {
         snprintf(buf, size, "started");
-    } else if (input && (jstr(input, "reason") || !strncmp(event, "input.", 6))) {
-        snprintf(buf, size, "%s", jstr(input, "reason") ? jstr(input, "reason") : "");
+    } else if (input) {
+        snprintf(buf, size, "%s", jstr_or(input, "reason", ""));
     } else if (jstr(d, "reason")) {
         snprintf(buf, size, "%s", jstr(d, "reason"));
     } else {
@@ -303,7 +316,8 @@ static void detail_summary(const char *event, const json_t *d, char *buf, size_t
     free(text);
     if (ignored) {
         size_t len = strlen(buf);
-        snprintf(buf + len, size > len ? size - len : 0, "%s(ignored: %s)", len ? " " : "", ignored);
+        snprintf(buf + len, size > len ? size - len : 0, "%s(ignored: %s)", len ? " " : "",
+                 ignored);
     }
 }
 

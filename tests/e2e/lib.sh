@@ -255,6 +255,35 @@ e2e_stop() {
     e2e_log "$name stopped cleanly"
 }
 
+# e2e_wait_kafka_group PARTITIONS NAME...: waits until the sagad processes
+# NAME... share the PARTITIONS partitions of their input topics, each with
+# some, and the group has stayed so for 2 s (each one's last rebalance line
+# in its log is an assignment). A group that members join one after the other rebalances
+# several times; input sent meanwhile waits.
+e2e_wait_kafka_group() {
+    local want=$1 name total stable=0 last n idle
+    shift
+    for _ in $(seq 240); do
+        total=0
+        idle=0
+        for name in "$@"; do
+            last=$(grep -o 'kafka rebalance: [a-z]* [0-9]*' "${E2E_LOG[$name]}" | tail -n1 || true)
+            n=0
+            [[ $last == *assigned* ]] && n=${last##* }
+            ((n > 0)) || idle=1
+            total=$((total + n))
+        done
+        if ((total == want && !idle)); then
+            stable=$((stable + 1))
+            ((stable >= 8)) && { e2e_log "kafka group stable: $want partitions over $#"; return 0; }
+        else
+            stable=0
+        fi
+        sleep 0.25
+    done
+    e2e_fail "the kafka group of $* did not settle on $want partitions"
+}
+
 # e2e_warm_up SAGATYPE DATA: starts saga "warmup" through Kafka and waits
 # until sagad has taken it in. sagad is ready before its Kafka consumer
 # group has its partitions (the first join takes seconds); a test whose

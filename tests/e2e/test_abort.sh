@@ -15,7 +15,7 @@ e2e_send "$E2E_IN_KAFKA" --count 1 --sagatype order_fulfillment --prefix abort-k
 e2e_send "$E2E_IN_AMQP" --count 1 --sagatype order_fulfillment --prefix abort-a --data "$DATA"
 e2e_send "$E2E_IN_KAFKA" --count 1 --sagatype order_fulfillment --prefix done \
     --data '{"order_id":"o-done","customer_id":"c","amount":1,"items":[]}'
-e2e_wait_sql "SELECT count(*) = 2 FROM participant_effects WHERE step = 'charge_payment'" 60 "both charges in flight"
+e2e_wait_sql "SELECT count(*) = 2 FROM participant_effects WHERE step = 'charge_payment' AND saga_id LIKE 'abort-%'" 60 "both charges in flight"
 e2e_wait_sql "SELECT status = 'completed' FROM sagas WHERE id = 'done-1'" 60 "done-1 completed"
 
 abort() { # abort SAGA_ID

@@ -319,7 +319,8 @@ static inline bool fx_is_rfc3339_utc(const char *s) {
 }
 
 /* The line of 'text' that contains 'needle', copied into buf ("" if none). */
-static inline const char *fx_line_with(const char *text, const char *needle, char *buf, size_t size) {
+static inline const char *fx_line_with(const char *text, const char *needle, char *buf,
+                                       size_t size) {
     const char *hit = strstr(text, needle);
     buf[0] = '\0';
     if (!hit)

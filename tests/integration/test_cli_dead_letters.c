@@ -25,7 +25,8 @@ static int group_setup(void **state) {
     if (!st)
         return -1;
     sg_err_t err = sg_store_dead_letter_add(st, "kafka:saga.commands", "order-9", START,
-                                            strlen(START), "{\"content-type\": \"application/cloudevents+json\"}",
+                                            strlen(START),
+                                            "{\"content-type\": \"application/cloudevents+json\"}",
                                             "unknown sagatype \"nosuch\"", &text_id);
     if (!err)
         err = sg_store_dead_letter_add(st, "amqp:/saga.replies", NULL, BINARY, sizeof BINARY,

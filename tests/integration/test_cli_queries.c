@@ -420,9 +420,11 @@ static void test_missing_database_setting_exits_2(void **state) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         bool needs_id = !strcmp(commands[i], "show") || !strcmp(commands[i], "abort") ||
                         !strcmp(commands[i], "retry");
-        cli_run_t r = fx_cli_env(NULL, NULL, (const char *const[]){commands[i], needs_id ? "x" : NULL, NULL});
+        const char *args[] = {commands[i], needs_id ? "x" : NULL, NULL};
+        cli_run_t r = fx_cli_env(NULL, NULL, args);
         fx_expect_rc(&r, 2);
-        assert_non_null(strstr(r.err, "no database given: use --db CONNINFO or set SAGA_DATABASE_URL"));
+        assert_non_null(
+            strstr(r.err, "no database given: use --db CONNINFO or set SAGA_DATABASE_URL"));
         fx_free(&r);
     }
 }
@@ -439,7 +441,8 @@ static void test_unreachable_database_exits_1(void **state) {
     fx_expect_rc(&r, 1);
     assert_non_null(strstr(r.err, "cannot connect to the database"));
     fx_free(&r);
-    r = fx_cli_env(testdb.conninfo, NULL, (const char *const[]){"show", "s-failed", "--db", bad, NULL});
+    const char *show_args[] = {"show", "s-failed", "--db", bad, NULL};
+    r = fx_cli_env(testdb.conninfo, NULL, show_args);
     fx_expect_rc(&r, 1);
     fx_free(&r);
 }

@@ -61,6 +61,9 @@ static sg_err_t create_table(pt_effects_t *fx, char *errstr, size_t errstr_size)
         err = exec(fx, "SELECT pg_advisory_xact_lock(7428001)", errstr, errstr_size);
     if (!err)
         err = exec(fx, SCHEMA, errstr, errstr_size);
+    if (!err) /* for the tests' queries by saga and step */
+        err = exec(fx, "CREATE INDEX IF NOT EXISTS participant_effects_saga"
+                       " ON participant_effects (saga_id, step, undo)", errstr, errstr_size);
     if (!err)
         err = exec(fx, "COMMIT", errstr, errstr_size);
     if (err)

@@ -18,19 +18,29 @@ static void put(char *buf, size_t size, size_t *len, const char *s, size_t n) {
     buf[*len] = '\0';
 }
 
-/* "scheme://user:password@host..." : the password is between the first ':'
- * after "//" and the last '@' before the first '/' of the path. */
-static int redact_url(const char *text, char *buf, size_t size) {
+/* "scheme://user:password@host...": the password is between the first ':'
+ * after "//" and the last '@' before the first '/' of the path. Returns
+ * false when 'text' is not a URL; otherwise *colon is that ':' (NULL when
+ * there is no password), *at the '@', *end the end of the authority. */
+static bool url_authority(const char *text, const char **colon, const char **at,
+                          const char **end) {
     const char *auth = strstr(text, "://");
     if (!auth)
-        return 0;
+        return false;
     auth += 3;
-    const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *p = auth; p < end; p++)
+    *end = auth + strcspn(auth, "/?#");
+    *at = NULL;
+    for (const char *p = auth; p < *end; p++)
         if (*p == '@')
-            at = p;
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+            *at = p;
+    *colon = *at ? memchr(auth, ':', (size_t)(*at - auth)) : NULL;
+    return true;
+}
+
+static int redact_url(const char *text, char *buf, size_t size) {
+    const char *colon, *at, *end;
+    if (!url_authority(text, &colon, &at, &end))
+        return 0;
     size_t len = 0;
     buf[0] = '\0';
     if (!colon) {
@@ -140,16 +150,9 @@ static void copy_value(const char *s, size_t n, bool pct, bool bs, char *buf, si
 }
 
 static bool url_password(const char *text, bool decode, char *buf, size_t size) {
-    const char *auth = strstr(text, "://");
-    if (!auth)
+    const char *colon, *at, *end;
+    if (!url_authority(text, &colon, &at, &end))
         return false;
-    auth += 3;
-    const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     if (colon) {
         copy_value(colon + 1, (size_t)(at - colon - 1), decode, false, buf, size);
         return true;

@@ -19,46 +19,9 @@
 #include <unistd.h>
 
 #include "saga/amqp.h"
+#include "integration/service_env.h"
 
 #define WAIT_MS 30000
-#define MAX_REFS 64
-
-static const char *require_env(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v)
-        fail_msg("%s is not set: start the stack with deploy/local/start.sh and source its "
-                 "env file", name);
-    return v;
-}
-
-static void unique_name(char *buf, size_t size, const char *prefix) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s.%ld.%ld.%ld", prefix, (long)getpid(), (long)ts.tv_sec,
-             ts.tv_nsec / 1000);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-typedef struct reports {
-    int count[MAX_REFS];
-    sg_err_t err[MAX_REFS];
-    char reason[MAX_REFS][256];
-    int total;
-} reports_t;
-
-static void on_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reason) {
-    reports_t *r = opaque;
-    assert_true(ref >= 0 && ref < MAX_REFS);
-    r->count[ref]++;
-    r->err[ref] = err;
-    snprintf(r->reason[ref], sizeof r->reason[ref], "%s", reason);
-    r->total++;
-}
 
 static sg_amqp_consumer_t *consumer(const char *queue, uint16_t prefetch) {
     char errstr[256];
@@ -74,7 +37,7 @@ static sg_amqp_consumer_t *consumer(const char *queue, uint16_t prefetch) {
 static sg_amqp_publisher_t *publisher(reports_t *r) {
     char errstr[256];
     sg_amqp_conf_t conf = {.url = require_env("SAGA_AMQP_URL")};
-    sg_amqp_publisher_t *p = sg_amqp_publisher_new(&conf, on_delivery, r, errstr, sizeof errstr);
+    sg_amqp_publisher_t *p = sg_amqp_publisher_new(&conf, reports_on_delivery, r, errstr, sizeof errstr);
     if (!p)
         fail_msg("publisher: %s", errstr);
     if (sg_amqp_publisher_connect(p, errstr, sizeof errstr))
@@ -405,7 +368,7 @@ static void test_errors_never_show_the_password(void **state) {
     char errstr[256];
     sg_amqp_conf_t conf = {.url = "amqp://user:s3cret@127.0.0.1:1/%2f", .timeout_ms = 1000};
     reports_t r = {0};
-    sg_amqp_publisher_t *p = sg_amqp_publisher_new(&conf, on_delivery, &r, errstr, sizeof errstr);
+    sg_amqp_publisher_t *p = sg_amqp_publisher_new(&conf, reports_on_delivery, &r, errstr, sizeof errstr);
     assert_non_null(p);
     assert_int_equal(sg_amqp_publisher_connect(p, errstr, sizeof errstr), SG_ERR_CONN);
     assert_non_null(strstr(errstr, "127.0.0.1:1//"));

@@ -17,54 +17,18 @@
 #include <unistd.h>
 
 #include "saga/kafka.h"
+#include "integration/service_env.h"
 
 #define WAIT_MS 60000
-#define MAX_REFS 64
 
-static const char *brokers(void) {
-    const char *v = getenv("SAGA_KAFKA_BROKERS");
-    if (!v || !*v)
-        fail_msg("SAGA_KAFKA_BROKERS is not set: start the stack with deploy/local/start.sh "
-                 "and source its env file");
-    return v;
-}
-
-static void unique_name(char *buf, size_t size, const char *prefix) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s.%ld.%ld.%ld", prefix, (long)getpid(), (long)ts.tv_sec,
-             ts.tv_nsec / 1000);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Delivery reports, by ref. */
-typedef struct reports {
-    int count[MAX_REFS];
-    sg_err_t err[MAX_REFS];
-    char reason[MAX_REFS][256];
-    int total;
-} reports_t;
-
-static void on_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reason) {
-    reports_t *r = opaque;
-    assert_true(ref >= 0 && ref < MAX_REFS);
-    r->count[ref]++;
-    r->err[ref] = err;
-    snprintf(r->reason[ref], sizeof r->reason[ref], "%s", reason);
-    r->total++;
-}
+static const char *brokers(void) { return require_env("SAGA_KAFKA_BROKERS"); }
 
 static sg_kafka_producer_t *producer(reports_t *r, const sg_kv_t *props, size_t nprops,
                                      const char *with_brokers) {
     char errstr[256];
     sg_kafka_conf_t conf = {.brokers = with_brokers ? with_brokers : brokers(),
                             .properties = props, .nproperties = nprops};
-    sg_kafka_producer_t *kp = sg_kafka_producer_new(&conf, on_delivery, r, errstr, sizeof errstr);
+    sg_kafka_producer_t *kp = sg_kafka_producer_new(&conf, reports_on_delivery, r, errstr, sizeof errstr);
     if (!kp)
         fail_msg("producer: %s", errstr);
     return kp;
@@ -279,7 +243,7 @@ static void test_unknown_property_is_refused_by_name(void **state) {
     char errstr[256];
     const sg_kv_t props[] = {{"no.such.property", "secret-value"}};
     sg_kafka_conf_t conf = {.brokers = brokers(), .properties = props, .nproperties = 1};
-    assert_null(sg_kafka_producer_new(&conf, on_delivery, NULL, errstr, sizeof errstr));
+    assert_null(sg_kafka_producer_new(&conf, reports_on_delivery, NULL, errstr, sizeof errstr));
     assert_non_null(strstr(errstr, "\"no.such.property\""));
     assert_null(strstr(errstr, "secret-value"));
     conf.group_id = NULL;

@@ -27,29 +27,10 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "integration/service_env.h"
+
 #define KAFKA_MESSAGES 20
 #define WAIT_MS 60000
-
-static const char *require_env(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v)
-        fail_msg("%s is not set: start the stack with deploy/local/start.sh and "
-                 "source its env file (tests/run.sh does both)", name);
-    return v;
-}
-
-static void unique_name(char *buf, size_t size, const char *prefix) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s.%ld.%ld.%ld", prefix, (long)getpid(), (long)ts.tv_sec,
-             ts.tv_nsec / 1000);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- PostgreSQL --------------------------------------------------------- */
 

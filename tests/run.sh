@@ -23,6 +23,7 @@ FUZZ_SECONDS=${SAGA_FUZZ_SECONDS:-20}
 START=$(date +%s)
 RESULTS=()
 FAILED=0
+NOTES=() # what a failed step wants said after the summary, where it is seen
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:print_stacktrace=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -52,6 +53,10 @@ summary() {
     printf '  %s\n' "${RESULTS[@]}"
     printf '  total time: %ss\n' "$(($(date +%s) - START))"
     if ((FAILED)); then echo "  RESULT: FAILED"; else echo "  RESULT: PASSED"; fi
+    if ((${#NOTES[@]})); then
+        banner "about the failures"
+        printf '%s\n' "${NOTES[@]}"
+    fi
 }
 
 configure_build() {
@@ -102,6 +107,18 @@ run_fuzzer() {
     "$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
         -artifact_prefix="$REPO/build-fuzz/artifacts/$name-" "$corpus" >"$log" 2>&1 || rc=$?
     if ((rc == 0)); then tail -n 8 "$log"; else cat "$log"; fi
+    if ((rc != 0)); then
+        # The reason, the seed and the input that failed, repeated after
+        # the summary so that a short tail of the output still shows them.
+        local crash note
+        note="$name exited $rc: $(grep -m1 -E '^INFO: Seed:' "$log")"$'\n'
+        note+=$(grep -m8 -E 'ERROR|runtime error|SUMMARY|deadly signal|Test unit written' "$log")
+        for crash in "$REPO/build-fuzz/artifacts/$name-"*; do
+            [[ -f $crash && $crash != *.log ]] || continue
+            note+=$'\n'"input ${crash##*/}, base64: $(head -c 4096 "$crash" | base64 -w0)"
+        done
+        NOTES+=("$note")
+    fi
     rm -rf "$corpus"
     return "$rc"
 }

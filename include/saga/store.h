@@ -134,6 +134,7 @@ typedef struct sg_store_outmsg {
     const void *payload;
     size_t payload_len;
     const char *headers;  /* JSON object of strings, NULL for none */
+    int64_t id;           /* out: the row's id, once its item committed */
 } sg_store_outmsg_t;
 
 /* A timer is one per saga, kind and step ("" for saga-wide timers). */
@@ -154,7 +155,7 @@ typedef struct sg_store_item {
     int64_t fired_timer_id;         /* the claimed timer this input was; 0 = none */
     const sg_store_history_t *history;
     size_t nhistory;
-    const sg_store_outmsg_t *outbox;
+    sg_store_outmsg_t *outbox;      /* each row's id is written back */
     size_t noutbox;
     const sg_store_timer_t *arm;    /* insert or replace (new id, unclaimed) */
     size_t narm;
@@ -166,20 +167,34 @@ typedef struct sg_store_item {
     char errmsg[160];               /* why, when result is an error */
 } sg_store_item_t;
 
-/* Commits 'items' in ONE transaction, each under its own savepoint, sent
- * through a pipeline of prepared statements: one round trip and one commit
- * for the whole batch. Per item, in this order: inbox insert, fired timer
- * deleted, saga created or updated (version-guarded), history appended,
- * outbox rows added, timers cancelled, timers armed.
+/* Commits 'items' in ONE transaction, sent through a pipeline of prepared
+ * statements: one round trip and one commit for the whole batch. Per item,
+ * in this order: inbox insert, fired timer deleted, saga created or updated
+ * (version-guarded), history appended, outbox rows added, timers cancelled,
+ * timers armed.
  *
  * An item whose message was seen before (or that creates an existing saga) is
  * undone and reported SG_ERR_DUPLICATE; one whose saga moved on is undone and
  * reported SG_ERR_CONFLICT; one the server refuses is undone and reported
- * SG_ERR_INVALID; the others commit. Returns SG_OK when the transaction
+ * SG_ERR_INVALID; the others commit. Each item runs under its own savepoint
+ * only when needed: a batch is first sent without savepoints, and only when
+ * one of its items fails is it sent again with one savepoint per item (and
+ * so are the next few batches). Returns SG_OK when the transaction
  * committed (look at each item's result), or the error that stopped the
  * whole batch (then every item has that result too): SG_ERR_CONN means the
  * commit may or may not have happened; the inbox tells. */
 sg_err_t sg_store_batch(sg_store_t *st, sg_store_item_t *items, size_t n);
+
+/* The same, and in the same transaction the outbox rows 'done' (whose
+ * broker confirmed them) are deleted. */
+sg_err_t sg_store_batch_delete(sg_store_t *st, sg_store_item_t *items, size_t n,
+                               const int64_t *done, size_t ndone);
+
+/* New outbox rows are taken by the process that wrote them for 'lease_ms'
+ * (default 0: ready at once for any relay). A daemon that publishes its own
+ * rows right after its commit sets a lease, so that other relays leave
+ * them alone unless it dies first. */
+void sg_store_set_outbox_lease(sg_store_t *st, int64_t lease_ms);
 
 /* ---- outbox ---- */
 

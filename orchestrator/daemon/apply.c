@@ -298,7 +298,7 @@ static void observe_commit(sagad_t *d, const pick_t *p, const sg_work_t *w, int6
 
 /* ---- one round ---- */
 
-static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now, bool *outbox) {
+static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now) {
     slot_t *slot = &s->v[s->of_work[p->work]];
     sg_store_item_t *it = &p->item;
     char trace[33];
@@ -312,8 +312,8 @@ static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now,
             return;
         }
         observe_commit(d, p, w, now);
-        if (it->noutbox)
-            *outbox = true;
+        for (size_t i = 0; i < it->noutbox; i++)
+            sg_relay_publish(d, it->saga_id, &it->outbox[i]);
         sg_saga_destroy(slot->state);
         slot->state = sg_transition_take_saga(p->tr);
         slot->version = it->new_version;
@@ -355,8 +355,8 @@ static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now,
 
 /* Picks the first pending work of each saga, commits their items in one
  * batch and settles each. Sets *npicked (0: nothing left to do). */
-static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n, size_t *npicked,
-                          bool *outbox) {
+static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
+                          size_t *npicked) {
     pick_t *picks = calloc(n ? n : 1, sizeof *picks);
     sg_store_item_t *items = calloc(n ? n : 1, sizeof *items);
     bool *taken = calloc(s->n ? s->n : 1, sizeof *taken);
@@ -382,15 +382,17 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n, s
     if (k == 0)
         goto done;
     int64_t t0 = sg_mono_ms();
-    err = sg_store_batch(d->st, items, k);
+    sg_relay_deleting(d);
+    err = sg_store_batch_delete(d->st, items, k, d->done, d->ndone);
     sg_metrics_observe(d->metrics, SG_M_DB_TX_SECONDS, (double)(sg_mono_ms() - t0) / 1000.0);
     if (err)
         goto done;
+    d->ndone = 0;
     sg_metrics_observe(d->metrics, SG_M_BATCH_SIZE, (double)k);
     sg_crash_point("after_commit");
     for (size_t i = 0; i < k; i++) {
         picks[i].item = items[i];
-        settle(d, s, &picks[i], works[picks[i].work], now, outbox);
+        settle(d, s, &picks[i], works[picks[i].work], now);
     }
 done:
     for (size_t i = 0; i < k; i++)
@@ -401,14 +403,14 @@ done:
     return err;
 }
 
-sg_err_t sg_apply_works(sagad_t *d, sg_work_t **works, size_t n, bool *committed_outbox) {
+sg_err_t sg_apply_works(sagad_t *d, sg_work_t **works, size_t n) {
     slots_t s = {0};
     sg_err_t err = slots_build(&s, works, n);
     size_t picked = 1;
     while (!err && picked > 0) {
         err = load_missing(d, &s, works, n);
         if (!err)
-            err = round_run(d, &s, works, n, &picked, committed_outbox);
+            err = round_run(d, &s, works, n, &picked);
     }
     slots_release(&s);
     if (err && err != SG_ERR_CONN) {

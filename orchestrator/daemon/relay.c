@@ -1,17 +1,24 @@
-/* The outbox relay: claim ready rows under a lease, publish each to its
- * channel, wait for the brokers' verdicts, delete the rows they confirmed
- * and push the others back with a backoff.
+/* The outbox relay: rows go to their brokers, and a row is deleted only
+ * after its broker said it has it for good: Kafka's delivery report
+ * (idempotent producer, acks=all) or RabbitMQ's basic.ack of a publish that
+ * was not returned (mandatory flag). A return (no queue bound), a nack or a
+ * lost connection record a failure with a backoff; no verdict at all lets
+ * the lease run out. So a row may be published twice (a crash between the
+ * broker's confirm and the delete), never lost; participants deduplicate
+ * by id.
  *
- * A row is deleted only after its broker said it has it for good: Kafka's
- * delivery report (idempotent producer, acks=all) or RabbitMQ's basic.ack
- * of a publish that was not returned (mandatory flag). A return (no queue
- * bound), a nack, a lost connection or no verdict in time leave the row:
- * a failure is recorded with a backoff, a missing verdict lets the lease
- * run out. So a row may be published twice (a crash between the broker's
- * confirm and the delete), never lost; participants deduplicate by id.
- *
- * Rows of crashed workers come back when their lease ends, and the sweep
- * that runs every second picks them up. */
+ * Two ways in, one way out:
+ *   fresh rows  a worker publishes the rows of its own commit at once,
+ *               from memory (sg_relay_publish): no claim, no wait. The
+ *               batch wrote them leased to this worker (SAGAD_FRESH_LEASE_MS)
+ *               so that other relays leave them alone unless it dies.
+ *   the sweep   every second, rows whose lease or backoff ended (a crashed
+ *               worker's, failed ones, those sagactl wrote) are claimed
+ *               and published the same way.
+ * Verdicts are collected without blocking at every turn of the worker loop
+ * (sg_relay_collect); the confirmed rows are deleted in the next batch
+ * transaction, or on their own when no batch comes. Every row handed to a
+ * broker is kept in 'flights', ordered by id, until its verdict. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +68,93 @@ void sg_relay_connect(sagad_t *d) {
                 d->amqp_publisher_backoff, errstr);
 }
 
+/* ---- the rows in flight ---- */
+
+/* Index of the first flight whose id is >= 'id'. */
+static size_t flight_at(const sagad_t *d, int64_t id) {
+    size_t lo = 0, hi = d->nflights;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->flights[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static sg_flight_t *flight_find(sagad_t *d, int64_t id) {
+    size_t i = flight_at(d, id);
+    return i < d->nflights && d->flights[i].id == id && !d->flights[i].settled ? &d->flights[i]
+                                                                             : NULL;
+}
+
+static void flight_clear(sg_flight_t *f) {
+    free(f->channel);
+    free(f->saga_id);
+    f->channel = f->saga_id = NULL;
+    f->settled = true;
+}
+
+/* Registers a row about to be handed to its broker (a row claimed again
+ * replaces its old entry). False without memory: then it is not sent, and
+ * its lease brings it back. */
+static bool flight_add(sagad_t *d, int64_t id, int attempts, const char *channel,
+                       const char *saga_id) {
+    size_t i = flight_at(d, id);
+    if (i == d->nflights || d->flights[i].id != id) {
+        if (d->nflights == d->capflights) {
+            size_t cap = d->capflights ? d->capflights * 2 : 256;
+            sg_flight_t *f = realloc(d->flights, cap * sizeof *f);
+            if (!f)
+                return false;
+            d->flights = f;
+            d->capflights = cap;
+        }
+        memmove(&d->flights[i + 1], &d->flights[i], (d->nflights - i) * sizeof *d->flights);
+        d->nflights++;
+    } else {
+        flight_clear(&d->flights[i]);
+    }
+    sg_flight_t *f = &d->flights[i];
+    *f = (sg_flight_t){.id = id, .sent_ms = sg_mono_ms(), .attempts = attempts,
+                       .channel = strdup(channel), .saga_id = saga_id ? strdup(saga_id) : NULL};
+    if (!f->channel || (saga_id && !f->saga_id)) {
+        flight_clear(f);
+        return false;
+    }
+    return true;
+}
+
+/* Drops settled entries, and those with no verdict for longer than any
+ * lease (the sweep has their rows again). */
+static void flights_compact(sagad_t *d, int64_t now) {
+    size_t k = 0;
+    for (size_t i = 0; i < d->nflights; i++) {
+        sg_flight_t *f = &d->flights[i];
+        if (!f->settled && now - f->sent_ms > SAGAD_LEASE_MS)
+            flight_clear(f);
+        if (!f->settled)
+            d->flights[k++] = *f;
+    }
+    d->nflights = k;
+}
+
+static bool done_add(sagad_t *d, int64_t id) {
+    if (d->ndone == d->capdone) {
+        size_t cap = d->capdone ? d->capdone * 2 : 256;
+        int64_t *v = realloc(d->done, cap * sizeof *v);
+        if (!v)
+            return false;
+        d->done = v;
+        d->capdone = cap;
+    }
+    d->done[d->ndone++] = id;
+    return true;
+}
+
+/* ---- sending ---- */
+
 /* message_id and correlation_id from a row's headers (JSON object). */
 static void amqp_ids(const char *headers, char *mid, size_t mid_size, char *cid,
                      size_t cid_size) {
@@ -74,20 +168,21 @@ static void amqp_ids(const char *headers, char *mid, size_t mid_size, char *cid,
 }
 
 /* Hands one row to its broker. On an error no report will follow: one is
- * added here. Returns the transport used (0 when none). */
-static sg_transport_t publish(sagad_t *d, const sg_store_outbox_row_t *row) {
+ * added here. */
+static void publish(sagad_t *d, const sg_store_outbox_row_t *row) {
     sg_channel_t ch;
     char errstr[256], mid[256], cid[256];
+    if (!flight_add(d, row->id, row->attempts, row->channel, row->saga_id))
+        return;
     sg_err_t err = sg_channel_parse(row->channel, &ch, errstr, sizeof errstr);
     if (err) {
         sg_relay_delivery(d, row->id, SG_ERR_INVALID, errstr);
-        return 0;
+        return;
     }
-    sg_transport_t t = ch.transport;
-    if (t == SG_TRANSPORT_KAFKA && !d->kp) {
+    if (ch.transport == SG_TRANSPORT_KAFKA && !d->kp) {
         err = SG_ERR_INVALID;
         snprintf(errstr, sizeof errstr, "no kafka configured for channel \"%s\"", row->channel);
-    } else if (t == SG_TRANSPORT_KAFKA) {
+    } else if (ch.transport == SG_TRANSPORT_KAFKA) {
         err = sg_kafka_producer_send(d->kp, ch.topic, row->key, row->payload, row->payload_len,
                                      row->id, errstr, sizeof errstr);
     } else if (!d->ap) {
@@ -105,74 +200,19 @@ static sg_transport_t publish(sagad_t *d, const sg_store_outbox_row_t *row) {
     if (err)
         sg_relay_delivery(d, row->id, err, errstr);
     sg_channel_release(&ch);
-    return t;
 }
 
-/* Waits for the verdicts of what was sent, bounded. */
-static void flush(sagad_t *d, bool kafka, bool amqp) {
-    char errstr[256];
-    if (kafka && sg_kafka_producer_flush(d->kp, SAGAD_FLUSH_MS, errstr, sizeof errstr))
-        sg_log_warn("kafka: %s", errstr);
-    if (amqp && d->ap && sg_amqp_publisher_flush(d->ap, SAGAD_FLUSH_MS, errstr, sizeof errstr)) {
-        sg_log_warn("rabbitmq: %s", errstr);
-        if (!sg_amqp_publisher_connected(d->ap))
-            sg_health_set(d, HEALTH_AMQP, false, errstr);
-    }
+void sg_relay_publish(sagad_t *d, const char *saga_id, const sg_store_outmsg_t *m) {
+    if (m->id <= 0)
+        return;
+    sg_store_outbox_row_t row = {
+        .id = m->id, .saga_id = saga_id, .channel = m->channel, .key = m->key,
+        .payload = m->payload, .payload_len = m->payload_len, .headers = m->headers,
+    };
+    publish(d, &row);
 }
 
-static const sg_store_outbox_row_t *row_by_id(const sg_store_outbox_row_t *rows, size_t n,
-                                              int64_t id) {
-    size_t lo = 0, hi = n; /* claimed rows come ordered by id */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (rows[mid].id == id)
-            return &rows[mid];
-        if (rows[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-static const char *transport_name(const char *channel) {
-    return strncmp(channel, "amqp:", 5) == 0 ? "amqp" : "kafka";
-}
-
-/* Deletes the confirmed rows, records the failures. */
-static sg_err_t settle(sagad_t *d, const sg_store_outbox_row_t *rows, size_t n) {
-    int64_t *ok = calloc(n ? n : 1, sizeof *ok);
-    size_t nok = 0;
-    sg_err_t err = SG_OK;
-    if (!ok)
-        return SG_ERR_NOMEM;
-    for (size_t i = 0; i < d->nreports; i++) {
-        const sg_report_t *r = &d->reports[i];
-        const sg_store_outbox_row_t *row = row_by_id(rows, n, r->ref);
-        if (!row)
-            continue; /* a late verdict of an earlier claim */
-        if (r->err == SG_OK) {
-            ok[nok++] = row->id;
-            sg_metrics_add(d->metrics, SG_M_MESSAGES_PUBLISHED, 1, transport_name(row->channel));
-            continue;
-        }
-        sg_metrics_add(d->metrics, SG_M_PUBLISH_FAILURES, 1, transport_name(row->channel));
-        sg_log(SG_LOG_WARN, &(sg_log_ctx_t){.saga_id = row->saga_id},
-               "publish to '%s' failed (attempt %d), retrying later: %s", row->channel,
-               row->attempts + 1, r->reason);
-        if (!err && (err = sg_store_outbox_fail(d->st, row->id, r->reason,
-                                                backoff_ms(row->attempts))) != SG_OK)
-            break;
-    }
-    if (nok)
-        sg_crash_point("after_publish");
-    if (!err && nok)
-        err = sg_store_outbox_delete(d->st, ok, nok);
-    free(ok);
-    return err;
-}
-
-sg_err_t sg_relay_run(sagad_t *d, int max_rounds) {
+sg_err_t sg_relay_sweep(sagad_t *d, int max_rounds) {
     sg_relay_connect(d);
     for (int round = 0; round < max_rounds; round++) {
         sg_store_outbox_row_t *rows = NULL;
@@ -180,23 +220,99 @@ sg_err_t sg_relay_run(sagad_t *d, int max_rounds) {
         sg_err_t err = sg_store_outbox_claim(d->st, SAGAD_RELAY_MAX, SAGAD_LEASE_MS, &rows, &n);
         if (err)
             return err;
-        if (n == 0)
-            return SG_OK;
-        d->nreports = 0;
-        bool kafka = false, amqp = false;
-        for (size_t i = 0; i < n; i++) {
-            sg_transport_t t = publish(d, &rows[i]);
-            kafka |= t == SG_TRANSPORT_KAFKA;
-            amqp |= t == SG_TRANSPORT_AMQP;
-        }
-        flush(d, kafka && d->kp, amqp);
-        err = settle(d, rows, n);
+        for (size_t i = 0; i < n; i++)
+            publish(d, &rows[i]);
         sg_store_free(rows);
-        d->nreports = 0;
-        if (err)
-            return err;
         if (n < SAGAD_RELAY_MAX)
             return SG_OK;
     }
     return SG_OK;
+}
+
+/* ---- verdicts ---- */
+
+static const char *transport_name(const char *channel) {
+    return strncmp(channel, "amqp:", 5) == 0 ? "amqp" : "kafka";
+}
+
+/* Reads the verdicts that arrived, without waiting. */
+static void poll_brokers(sagad_t *d) {
+    char errstr[256];
+    if (d->kp)
+        sg_kafka_producer_poll(d->kp, 0);
+    if (d->ap && sg_amqp_publisher_connected(d->ap) &&
+        sg_amqp_publisher_outstanding(d->ap) > 0 &&
+        sg_amqp_publisher_poll(d->ap, 0, errstr, sizeof errstr) != SG_OK) {
+        sg_log_warn("rabbitmq: %s", errstr);
+        sg_health_set(d, HEALTH_AMQP, false, errstr);
+    }
+}
+
+sg_err_t sg_relay_collect(sagad_t *d) {
+    poll_brokers(d);
+    sg_err_t err = SG_OK;
+    for (size_t i = 0; i < d->nreports; i++) {
+        const sg_report_t *r = &d->reports[i];
+        sg_flight_t *f = flight_find(d, r->ref);
+        if (!f)
+            continue; /* a late verdict of a row sent again since */
+        if (r->err == SG_OK) {
+            if (!done_add(d, f->id))
+                continue; /* no memory: the lease brings the row back */
+            sg_metrics_add(d->metrics, SG_M_MESSAGES_PUBLISHED, 1, transport_name(f->channel));
+            flight_clear(f);
+            continue;
+        }
+        sg_metrics_add(d->metrics, SG_M_PUBLISH_FAILURES, 1, transport_name(f->channel));
+        sg_log(SG_LOG_WARN, &(sg_log_ctx_t){.saga_id = f->saga_id},
+               "publish to '%s' failed (attempt %d), retrying later: %s", f->channel,
+               f->attempts + 1, r->reason);
+        /* Without the database the lease brings the row back instead. */
+        if (!err)
+            err = sg_store_outbox_fail(d->st, f->id, r->reason, backoff_ms(f->attempts));
+        flight_clear(f);
+    }
+    d->nreports = 0;
+    flights_compact(d, sg_mono_ms());
+    return err;
+}
+
+void sg_relay_deleting(sagad_t *d) {
+    if (d->ndone)
+        sg_crash_point("after_publish");
+}
+
+sg_err_t sg_relay_delete_done(sagad_t *d) {
+    if (d->ndone == 0)
+        return SG_OK;
+    sg_relay_deleting(d);
+    sg_err_t err = sg_store_outbox_delete(d->st, d->done, d->ndone);
+    if (!err)
+        d->ndone = 0;
+    return err;
+}
+
+sg_err_t sg_relay_drain(sagad_t *d, int timeout_ms) {
+    char errstr[256];
+    sg_err_t err = sg_relay_sweep(d, 8);
+    if (d->kp && sg_kafka_producer_flush(d->kp, timeout_ms, errstr, sizeof errstr))
+        sg_log_warn("kafka: %s", errstr);
+    if (d->ap && sg_amqp_publisher_connected(d->ap) &&
+        sg_amqp_publisher_flush(d->ap, timeout_ms, errstr, sizeof errstr))
+        sg_log_warn("rabbitmq: %s", errstr);
+    sg_err_t cerr = sg_relay_collect(d);
+    sg_err_t derr = sg_relay_delete_done(d);
+    return err ? err : cerr ? cerr : derr;
+}
+
+void sg_relay_release(sagad_t *d) {
+    for (size_t i = 0; i < d->nflights; i++)
+        flight_clear(&d->flights[i]);
+    free(d->flights);
+    free(d->done);
+    free(d->reports);
+    d->flights = NULL;
+    d->done = NULL;
+    d->reports = NULL;
+    d->nflights = d->ndone = d->nreports = 0;
 }

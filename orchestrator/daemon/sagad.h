@@ -7,7 +7,7 @@
  *   inputs.c   poll Kafka and RabbitMQ, decode, dead-letter, acknowledge
  *   apply.c    a list of works -> transitions -> sg_store_batch, with version
  *              conflicts reloaded and applied again, lifecycle logs, metrics
- *   relay.c    the outbox: claim, publish, delete on confirmation
+ *   relay.c    the outbox: publish, collect verdicts, delete on confirmation
  *   upkeep.c   timers, gauges, retention, readiness
  *   crash.c    the test-only crash points
  */
@@ -39,6 +39,7 @@
 #define SAGAD_RETENTION_MS 60000      /* inbox and history purge */
 #define SAGAD_CLOCK_MS 10000          /* wall clock against the database's */
 #define SAGAD_LEASE_MS 30000          /* outbox and timer claims */
+#define SAGAD_FRESH_LEASE_MS 5000     /* rows of its own commits a worker publishes */
 #define SAGAD_RELAY_MAX 256           /* outbox rows per claim */
 #define SAGAD_FLUSH_MS 10000          /* wait for broker confirmations */
 #define SAGAD_MAX_CONFLICTS 50        /* per input, before it is dead-lettered */
@@ -95,6 +96,16 @@ typedef struct sg_report {
     char reason[200];
 } sg_report_t;
 
+/* An outbox row handed to its broker, waiting for the verdict. */
+typedef struct sg_flight {
+    int64_t id;
+    int64_t sent_ms;              /* monotonic */
+    int attempts;                 /* publishes that failed before this one */
+    bool settled;                 /* verdict taken; dropped at the next compaction */
+    char *channel;
+    char *saga_id;
+} sg_flight_t;
+
 typedef struct sagad {
     sg_config_t *cfg;
     const char *migrations_dir;   /* --migrations, or NULL */
@@ -123,15 +134,20 @@ typedef struct sagad {
     sg_amqp_publisher_t *ap;
     int64_t amqp_publisher_retry_at;
     int amqp_publisher_backoff;
-    sg_report_t *reports;
+    sg_report_t *reports;         /* verdicts not yet taken */
     size_t nreports;
     size_t capreports;
+    sg_flight_t *flights;         /* ordered by id */
+    size_t nflights;
+    size_t capflights;
+    int64_t *done;                /* confirmed rows, to delete */
+    size_t ndone;
+    size_t capdone;
 
     /* the batch in hand */
     sg_inmsg_t *msgs;
     size_t nmsgs;
     bool busy;                    /* the last turn found work */
-    bool relay_now;               /* a commit added outbox rows */
 
     /* schedule (monotonic ms) */
     int64_t next_timers;
@@ -173,17 +189,29 @@ void sg_inputs_reconnect(sagad_t *d, int64_t now);
 
 /* ---- apply.c ---- */
 /* Applies every pending work, in order per saga, committing each round in
- * one sg_store_batch. Returns SG_ERR_CONN when the database is gone (works
- * already done stay done: call again later). '*committed_outbox' is set when
- * a commit added outbox rows. */
-sg_err_t sg_apply_works(sagad_t *d, sg_work_t **works, size_t n, bool *committed_outbox);
+ * one sg_store_batch (which also deletes the relay's confirmed rows), and
+ * publishes the outbox rows of each commit. Returns SG_ERR_CONN when the
+ * database is gone (works already done stay done: call again later). */
+sg_err_t sg_apply_works(sagad_t *d, sg_work_t **works, size_t n);
 /* The short class of a dead-letter reason, for the metric's label. */
 const char *sg_apply_reason_class(const char *reason);
 
 /* ---- relay.c ---- */
-/* Claims and publishes outbox rows until none is ready (at most
+/* Publishes a row the worker has just committed (its id set by the batch). */
+void sg_relay_publish(sagad_t *d, const char *saga_id, const sg_store_outmsg_t *m);
+/* Claims and publishes rows whose lease or backoff ended (at most
  * 'max_rounds' claims). SG_ERR_CONN when the database is gone. */
-sg_err_t sg_relay_run(sagad_t *d, int max_rounds);
+sg_err_t sg_relay_sweep(sagad_t *d, int max_rounds);
+/* Takes the verdicts that arrived, without waiting: confirmed rows join
+ * d->done, failed ones get their backoff recorded. */
+sg_err_t sg_relay_collect(sagad_t *d);
+/* Just before d->done is deleted (the test crash point "after_publish"). */
+void sg_relay_deleting(sagad_t *d);
+/* Deletes d->done in a transaction of its own. */
+sg_err_t sg_relay_delete_done(sagad_t *d);
+/* At stop: sweeps, waits up to 'timeout_ms' for every verdict, deletes. */
+sg_err_t sg_relay_drain(sagad_t *d, int timeout_ms);
+void sg_relay_release(sagad_t *d);
 /* Connects the RabbitMQ publisher when it is not (with backoff). */
 void sg_relay_connect(sagad_t *d);
 void sg_relay_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reason);

@@ -40,6 +40,7 @@ static sg_err_t connect_db(sagad_t *d) {
             return SG_ERR_CONN;
     }
     sg_daemon_db_ok(d);
+    sg_store_set_outbox_lease(d->st, SAGAD_FRESH_LEASE_MS);
     sg_log_info("connected to the database %s", redacted);
     return SG_OK;
 }
@@ -266,6 +267,6 @@ void sg_daemon_stop(sagad_t *d) {
     free(d->kafka_topics);
     free(d->amqp_queues);
     free(d->msgs);
-    free(d->reports);
+    sg_relay_release(d);
     pthread_mutex_destroy(&d->health.lock);
 }

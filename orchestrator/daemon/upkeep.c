@@ -137,18 +137,16 @@ void sg_upkeep_fire_timers(sagad_t *d, int64_t now) {
     for (size_t i = 0; tw && works && i < n; i++)
         if (timer_to_work(&rows[i], &tw[k]))
             works[k] = &tw[k].work, k++;
-    bool outbox = false;
     if (k) {
         d->busy = true;
         /* On a lost connection the leases bring the timers back later. */
-        if (sg_apply_works(d, works, k, &outbox) == SG_ERR_CONN)
+        if (sg_apply_works(d, works, k) == SG_ERR_CONN)
             sg_health_set(d, HEALTH_DB, false, sg_store_errmsg(d->st));
         for (size_t i = 0; i < k; i++)
             if (works[i]->state == WORK_REJECTED)
                 sg_log(SG_LOG_ERROR, &(sg_log_ctx_t){.saga_id = works[i]->saga_id},
                        "timer %s not applied: %s", works[i]->message_id, works[i]->reason);
     }
-    d->relay_now |= outbox;
     free(tw);
     free(works);
     sg_store_free(rows);

@@ -2,18 +2,23 @@
  *
  *   poll inputs      up to batch.max messages, waiting at most batch.wait
  *                    (longer when the last turn found nothing to do)
- *   apply batch      decode; apply in one transaction per round; store
- *                    refused messages as dead letters; on a lost database,
- *                    back off and apply again, never acknowledging first
+ *   take verdicts    the brokers' confirmations of published outbox rows,
+ *                    without waiting
+ *   apply batch      decode; apply in one transaction per round, which also
+ *                    deletes the confirmed outbox rows; publish the rows
+ *                    each commit added; store refused messages as dead
+ *                    letters; on a lost database, back off and apply
+ *                    again, never acknowledging first
  *   ack inputs       Kafka offsets stored, RabbitMQ deliveries acked
  *   fire timers      due timers through the same apply path
- *   relay outbox     right after a commit that added rows, and a sweep
+ *   relay outbox     confirmed rows no batch took are deleted; a sweep
  *                    every second for retries and crashed workers' rows
  *   upkeep           gauges, retention, broker pings
  *
  * SIGTERM or SIGINT sets 'stopping': the turn in progress finishes (its
- * batch is committed and acknowledged), then the relay is flushed within a
- * bound, Kafka offsets are committed and the connections closed. */
+ * batch is committed and acknowledged), then the relay waits for its
+ * verdicts within a bound, Kafka offsets are committed and the connections
+ * closed. */
 #include <string.h>
 #include <time.h>
 
@@ -77,6 +82,17 @@ static void worker_poll_inputs(sagad_t *d) {
     d->busy = d->nmsgs > 0;
 }
 
+static void relay_failed(sagad_t *d, sg_err_t err, const char *what) {
+    if (err == SG_ERR_CONN)
+        sg_health_set(d, HEALTH_DB, false, sg_store_errmsg(d->st));
+    else if (err)
+        sg_log_error("outbox relay: %s: %s: %s", what, sg_err_str(err), sg_store_errmsg(d->st));
+}
+
+static void worker_take_verdicts(sagad_t *d) {
+    relay_failed(d, sg_relay_collect(d), "recording a failed publish");
+}
+
 /* Applies the batch until every message is settled; false when the daemon
  * stopped first (then nothing is acknowledged). */
 static bool worker_apply_batch(sagad_t *d) {
@@ -89,9 +105,7 @@ static bool worker_apply_batch(sagad_t *d) {
         for (size_t i = 0; i < d->nmsgs; i++)
             if (d->msgs[i].work.state == WORK_PENDING)
                 works[n++] = &d->msgs[i].work;
-        bool outbox = false;
-        sg_err_t err = n ? sg_apply_works(d, works, n, &outbox) : SG_OK;
-        d->relay_now |= outbox;
+        sg_err_t err = n ? sg_apply_works(d, works, n) : SG_OK;
         if (!err)
             err = sg_inputs_dead_letter(d);
         if (!err) {
@@ -114,19 +128,12 @@ static void worker_fire_due_timers(sagad_t *d, int64_t now) {
     sg_upkeep_fire_timers(d, now);
 }
 
-static void worker_relay_outbox(sagad_t *d, int64_t now, int max_rounds) {
-    if (!d->relay_now && now < d->next_sweep)
+static void worker_relay_outbox(sagad_t *d, int64_t now) {
+    relay_failed(d, sg_relay_delete_done(d), "deleting published rows");
+    if (now < d->next_sweep)
         return;
-    sg_err_t err = sg_relay_run(d, max_rounds);
-    if (err == SG_ERR_CONN) {
-        sg_health_set(d, HEALTH_DB, false, sg_store_errmsg(d->st));
-        d->next_sweep = now + SAGAD_SWEEP_MS;
-        return;
-    }
-    if (err)
-        sg_log_error("outbox relay: %s: %s", sg_err_str(err), sg_store_errmsg(d->st));
-    d->relay_now = false;
     d->next_sweep = now + SAGAD_SWEEP_MS;
+    relay_failed(d, sg_relay_sweep(d, 4), "sweep");
 }
 
 static void worker_upkeep(sagad_t *d, int64_t now) {
@@ -144,16 +151,16 @@ int sg_daemon_run(sagad_t *d) {
     while (!*d->stopping) {
         sg_inputs_reconnect(d, sg_mono_ms());
         worker_poll_inputs(d);
+        worker_take_verdicts(d);
         bool settled = worker_apply_batch(d);
         worker_ack_inputs(d, settled);
         int64_t now = sg_mono_ms();
         worker_fire_due_timers(d, now);
-        worker_relay_outbox(d, now, 4);
+        worker_relay_outbox(d, now);
         worker_upkeep(d, now);
     }
     sg_log_info("stopping: flushing the outbox");
-    d->relay_now = true;
-    worker_relay_outbox(d, sg_mono_ms(), 8);
+    relay_failed(d, sg_relay_drain(d, SAGAD_FLUSH_MS), "flushing");
     sg_log_info("stopped");
     return 0;
 }

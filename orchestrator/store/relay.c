@@ -35,8 +35,7 @@ sg_err_t sg_store_outbox_claim(sg_store_t *st, int max, int64_t lease_ms,
     return err;
 }
 
-/* The ids as an int8[] literal: "{1,2,3}". */
-static char *ids_array(const int64_t *ids, size_t n) {
+char *store_ids_array(const int64_t *ids, size_t n) {
     size_t size = 2 + n * 21 + 1, len = 0;
     char *text = malloc(size);
     if (!text)
@@ -52,7 +51,7 @@ sg_err_t sg_store_outbox_delete(sg_store_t *st, const int64_t *ids, size_t n) {
     sg_err_t err = store_ready(st);
     if (err || n == 0)
         return err;
-    char *array = ids_array(ids, n);
+    char *array = store_ids_array(ids, n);
     if (!array) {
         store_set_error(st, "out of memory for %zu outbox ids", n);
         return SG_ERR_NOMEM;

@@ -37,9 +37,9 @@ const stmt_t sg_store_stmts[ST_COUNT_] = {
          " VALUES ($1, $2, $3, $4::jsonb)",
          4),
     STMT(ST_OUTBOX_INSERT,
-         "INSERT INTO outbox (saga_id, channel, key, payload, headers)"
-         " VALUES ($1, $2, $3, $4, $5::jsonb)",
-         5),
+         "INSERT INTO outbox (saga_id, channel, key, payload, headers, next_attempt_at)"
+         " VALUES ($1, $2, $3, $4, $5::jsonb, now() + " SQL_INTERVAL("$6") ") RETURNING id",
+         6),
     STMT(ST_TIMER_CANCEL, "DELETE FROM timers WHERE saga_id = $1 AND kind = $2 AND step = $3",
          3),
     STMT(ST_TIMER_ARM,

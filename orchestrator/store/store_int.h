@@ -73,6 +73,8 @@ struct sg_store {
     char *conninfo;
     bool broken;                   /* reconnect before the next call */
     bool prepared[ST_COUNT_];      /* on this connection */
+    int64_t outbox_lease_ms;       /* new outbox rows taken for this long */
+    int savepoint_batches;         /* next batches to send with savepoints */
     char errmsg[512];
 };
 
@@ -92,6 +94,9 @@ void params_text(params_t *p, const char *s);            /* NULL is SQL NULL */
 void params_int(params_t *p, int64_t v);
 void params_time(params_t *p, int64_t ms);               /* 0 is SQL NULL */
 void params_bytes(params_t *p, const void *data, size_t len);
+
+/* The ids as an int8[] literal, "{1,2,3}" (malloc'd; NULL without memory). */
+char *store_ids_array(const int64_t *ids, size_t n);
 
 /* ---- calls ---- */
 

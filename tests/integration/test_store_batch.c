@@ -47,7 +47,7 @@ static int64_t version_of(const char *id) {
 static sg_store_history_t started = {.event = "saga.started", .detail = "{\"by\": \"test\"}"};
 
 static sg_store_item_t create_item(const sg_store_saga_t *saga, const char *message_id,
-                                   const sg_store_outmsg_t *msg) {
+                                   sg_store_outmsg_t *msg) {
     return (sg_store_item_t){.message_id = message_id, .saga = saga, .saga_id = saga->id,
                              .history = &started, .nhistory = 1,
                              .outbox = msg, .noutbox = msg ? 1 : 0};

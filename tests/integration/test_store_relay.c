@@ -176,6 +176,83 @@ static void test_a_failed_publish_backs_off_with_the_error_recorded(void **state
     sg_store_free(rows);
 }
 
+/* The rows a worker publishes itself: the batch gives each row's id back,
+ * other relays do not see them while the writer's lease lasts, and the
+ * next batch deletes the confirmed ones in its own transaction. */
+static void test_fresh_rows_come_back_with_ids_leased_to_their_writer(void **state) {
+    (void)state;
+    sg_store_set_outbox_lease(st, 400);
+    sg_store_outmsg_t msgs[] = {
+        {.channel = "kafka:fresh", .key = "f", .payload = "a", .payload_len = 1},
+        {.channel = "kafka:fresh", .key = "f", .payload = "b", .payload_len = 1},
+    };
+    sg_store_item_t item = {.saga_id = "fresh-source", .outbox = msgs, .noutbox = 2};
+    assert_int_equal(sg_store_batch(st, &item, 1), SG_OK);
+    assert_int_equal(item.result, SG_OK);
+    assert_true(msgs[0].id > 0 && msgs[1].id > msgs[0].id);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE id IN (%lld, %lld)",
+             (long long)msgs[0].id, (long long)msgs[1].id);
+    assert_int_equal(testdb_scalar(sql), 2);
+
+    sg_store_outbox_row_t *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(sg_store_outbox_claim(st, 10, 60000, &rows, &n), SG_OK);
+    assert_int_equal(n, 0); /* the writer's lease */
+
+    /* Row 0 confirmed: deleted with the next batch, which commits its own
+     * item too; row 1 was not, and comes back to the sweep. */
+    sg_store_outmsg_t next = {.channel = "kafka:fresh", .payload = "c", .payload_len = 1};
+    sg_store_item_t item2 = {.saga_id = "fresh-source", .outbox = &next, .noutbox = 1};
+    assert_int_equal(sg_store_batch_delete(st, &item2, 1, &msgs[0].id, 1), SG_OK);
+    assert_int_equal(item2.result, SG_OK);
+    assert_int_equal(testdb_scalar(sql), 1);
+    sleep_ms(700);
+    assert_int_equal(sg_store_outbox_claim(st, 10, 60000, &rows, &n), SG_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].id, msgs[1].id);
+    assert_int_equal(rows[1].id, next.id);
+    int64_t ids[] = {rows[0].id, rows[1].id};
+    sg_store_free(rows);
+    /* A batch of deletes alone. */
+    assert_int_equal(sg_store_batch_delete(st, NULL, 0, ids, 2), SG_OK);
+    assert_int_equal(testdb_scalar("SELECT count(*) FROM outbox WHERE channel = 'kafka:fresh'"),
+                     0);
+    sg_store_set_outbox_lease(st, 0);
+}
+
+/* A batch whose plain first try fails on one item is sent again with
+ * savepoints: the deletes and the good items commit once, the bad undone. */
+static void test_a_failed_item_costs_neither_the_deletes_nor_the_others(void **state) {
+    (void)state;
+    put_outbox("kafka:to-delete", 2);
+    sg_store_outbox_row_t *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(sg_store_outbox_claim(st, 10, 60000, &rows, &n), SG_OK);
+    assert_int_equal(n, 2);
+    int64_t ids[] = {rows[0].id, rows[1].id};
+    sg_store_free(rows);
+    sg_store_outmsg_t m1 = {.channel = "kafka:after", .payload = "1", .payload_len = 1};
+    sg_store_outmsg_t m2 = {.channel = "kafka:after", .payload = "2", .payload_len = 1};
+    sg_store_item_t items[] = {
+        {.message_id = "plain-ok-1", .saga_id = "plain", .outbox = &m1, .noutbox = 1},
+        {.message_id = "plain-ok-1", .saga_id = "plain"}, /* seen in this very batch */
+        {.message_id = "plain-ok-2", .saga_id = "plain", .outbox = &m2, .noutbox = 1},
+    };
+    assert_int_equal(sg_store_batch_delete(st, items, 3, ids, 2), SG_OK);
+    assert_int_equal(items[0].result, SG_OK);
+    assert_int_equal(items[1].result, SG_ERR_DUPLICATE);
+    assert_int_equal(items[2].result, SG_OK);
+    assert_true(m1.id > 0 && m2.id > m1.id);
+    assert_int_equal(testdb_scalar("SELECT count(*) FROM outbox WHERE channel = 'kafka:to-delete'"),
+                     0);
+    assert_int_equal(testdb_scalar("SELECT count(*) FROM outbox WHERE channel = 'kafka:after'"),
+                     2);
+    assert_int_equal(testdb_scalar("SELECT count(*) FROM inbox WHERE message_id LIKE 'plain-ok-%'"),
+                     2);
+    assert_int_equal(drain("kafka:after"), 2);
+}
+
 /* ---- timers ---- */
 
 #define PAST 1000           /* 1970: due by any clock */
@@ -340,6 +417,8 @@ int main(void) {
         cmocka_unit_test(test_four_relays_publish_every_row_exactly_once),
         cmocka_unit_test(test_unconfirmed_rows_come_back_when_the_lease_ends),
         cmocka_unit_test(test_a_failed_publish_backs_off_with_the_error_recorded),
+        cmocka_unit_test(test_fresh_rows_come_back_with_ids_leased_to_their_writer),
+        cmocka_unit_test(test_a_failed_item_costs_neither_the_deletes_nor_the_others),
         cmocka_unit_test(test_due_timers_are_claimed_once_by_racing_workers),
         cmocka_unit_test(test_fired_timer_is_deleted_by_its_transition_but_a_rearmed_one_stays),
         cmocka_unit_test(test_an_unhandled_timer_fires_again_when_its_lease_ends),

@@ -32,6 +32,7 @@ typedef struct slot {
     sg_saga_t *state;        /* owned */
     int64_t version;
     const sg_def_t *def;
+    bool forgotten;          /* what it held proved stale: read the database */
     char broken[200];        /* why the saga cannot be applied to, "" when it can */
 } slot_t;
 
@@ -41,9 +42,17 @@ typedef struct slots {
     size_t *of_work;         /* slot index of each work */
 } slots_t;
 
-static void slots_release(slots_t *s) {
-    for (size_t i = 0; i < s->n; i++)
-        sg_saga_destroy(s->v[i].state);
+/* Ends a call: with 'keep', the states known to be the committed ones go
+ * (back) to the cache; after a failed batch nothing is known for sure. */
+static void slots_release(sagad_t *d, slots_t *s, bool keep) {
+    for (size_t i = 0; i < s->n; i++) {
+        slot_t *slot = &s->v[i];
+        if (keep && slot->loaded && slot->exists && slot->state && slot->def &&
+            !slot->broken[0])
+            sg_cache_put(d->cache, slot->saga_id, slot->state, slot->version, slot->def);
+        else
+            sg_saga_destroy(slot->state);
+    }
     free(s->v);
     free(s->of_work);
 }
@@ -51,6 +60,7 @@ static void slots_release(slots_t *s) {
 static void slot_forget(slot_t *s) {
     sg_saga_destroy(s->state);
     s->state = NULL;
+    s->forgotten = true;
     s->loaded = false;
     s->exists = false;
     s->def = NULL;
@@ -107,20 +117,50 @@ static sg_err_t slot_fill(sagad_t *d, slot_t *s, const sg_store_saga_t *row) {
     return SG_OK;
 }
 
-/* Loads every slot not loaded that a pending work needs, in one query. */
+/* Fills a slot without the database when it can: from the cache, or as a
+ * new saga when its one input is a start (if the saga exists after all,
+ * its create fails as a duplicate start, as it should). */
+static bool slot_fill_known(sagad_t *d, slot_t *s, const sg_work_t *only) {
+    void *state;
+    const void *def;
+    if (sg_cache_take(d->cache, s->saga_id, &state, &s->version, &def)) {
+        s->state = state;
+        s->def = def;
+        s->loaded = s->exists = true;
+        return true;
+    }
+    if (only && only->in.kind == SG_INPUT_START && !s->forgotten) {
+        s->loaded = true;
+        s->exists = false;
+        return true;
+    }
+    return false;
+}
+
+/* Loads every slot not loaded that a pending work needs: from the cache,
+ * or from the database in one query. */
 static sg_err_t load_missing(sagad_t *d, slots_t *s, sg_work_t **works, size_t n) {
     const char **ids = calloc(s->n ? s->n : 1, sizeof *ids);
     size_t *which = calloc(s->n ? s->n : 1, sizeof *which);
     bool *want = calloc(s->n ? s->n : 1, sizeof *want);
+    const sg_work_t **only = calloc(s->n ? s->n : 1, sizeof *only);
     size_t k = 0;
     sg_err_t err = SG_OK;
-    if (!ids || !which || !want) {
+    if (!ids || !which || !want || !only) {
         err = SG_ERR_NOMEM;
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
-        if (works[i]->state == WORK_PENDING && !s->v[s->of_work[i]].loaded)
-            want[s->of_work[i]] = true;
+    /* The pending work of each slot, when it has exactly one. */
+    for (size_t i = 0; i < n; i++) {
+        size_t j = s->of_work[i];
+        if (works[i]->state == WORK_PENDING && !s->v[j].loaded) {
+            only[j] = want[j] ? NULL : works[i];
+            want[j] = true;
+        }
+    }
+    for (size_t j = 0; j < s->n; j++)
+        if (want[j] && slot_fill_known(d, &s->v[j], only[j]))
+            want[j] = false;
     for (size_t j = 0; j < s->n; j++)
         if (want[j]) {
             ids[k] = s->v[j].saga_id;
@@ -138,6 +178,7 @@ done:
     free(ids);
     free(which);
     free(want);
+    free(only);
     return err;
 }
 
@@ -412,7 +453,7 @@ sg_err_t sg_apply_works(sagad_t *d, sg_work_t **works, size_t n) {
         if (!err)
             err = round_run(d, &s, works, n, &picked);
     }
-    slots_release(&s);
+    slots_release(d, &s, err == SG_OK);
     if (err && err != SG_ERR_CONN) {
         sg_log_error("batch not applied: %s: %s", sg_err_str(err), sg_store_errmsg(d->st));
         err = SG_ERR_CONN; /* retried after a pause like a lost connection */

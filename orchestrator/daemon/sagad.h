@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "saga/amqp.h"
+#include "saga/cache.h"
 #include "saga/config.h"
 #include "saga/envelope.h"
 #include "saga/http.h"
@@ -43,6 +44,7 @@
 #define SAGAD_RELAY_MAX 256           /* outbox rows per claim */
 #define SAGAD_FLUSH_MS 10000          /* wait for broker confirmations */
 #define SAGAD_MAX_CONFLICTS 50        /* per input, before it is dead-lettered */
+#define SAGAD_CACHE_SAGAS 4096        /* committed saga states kept in memory */
 
 /* ---- one unit of work: an input for one saga ---- */
 
@@ -113,6 +115,7 @@ typedef struct sagad {
 
     sg_store_t *st;
     sg_defcache_t *dc;
+    sg_cache_t *cache;            /* states this worker committed last */
     sg_metrics_t *metrics;
     sg_http_t *http;
     sg_health_t health;

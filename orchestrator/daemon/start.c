@@ -208,13 +208,16 @@ static sg_err_t open_amqp(sagad_t *d, char *errstr, size_t errstr_size) {
 
 /* ---- start and stop ---- */
 
+static void free_saga(void *saga) { sg_saga_destroy(saga); }
+
 sg_err_t sg_daemon_start(sagad_t *d, char *errstr, size_t errstr_size) {
     pthread_mutex_init(&d->health.lock, NULL);
     d->health.kafka_ok = true;
     d->health.amqp_ok = true;
     snprintf(d->health.db_reason, sizeof d->health.db_reason, "starting");
     if (!(d->metrics = sg_metrics_new()) ||
-        !(d->msgs = calloc((size_t)d->cfg->batch_max, sizeof *d->msgs))) {
+        !(d->msgs = calloc((size_t)d->cfg->batch_max, sizeof *d->msgs)) ||
+        !(d->cache = sg_cache_new(SAGAD_CACHE_SAGAS, free_saga))) {
         snprintf(errstr, errstr_size, "out of memory");
         return SG_ERR_NOMEM;
     }
@@ -247,6 +250,7 @@ sg_err_t sg_daemon_start(sagad_t *d, char *errstr, size_t errstr_size) {
 }
 
 void sg_daemon_stop(sagad_t *d) {
+    sg_cache_destroy(d->cache);
     char errstr[256];
     if (d->kc && sg_kafka_consumer_commit(d->kc, errstr, sizeof errstr) != SG_OK)
         sg_log_debug("final offset commit: %s", errstr);

@@ -50,7 +50,7 @@ static const stmt_id_t batch_stmts[] = {
     ST_BEGIN,         ST_COMMIT,         ST_SAVEPOINT,      ST_SAVEPOINT_RELEASE,
     ST_SAVEPOINT_ROLLBACK, ST_INBOX_INSERT, ST_TIMER_DELETE_FIRED, ST_SAGA_CREATE,
     ST_SAGA_UPDATE,   ST_HISTORY_INSERT, ST_OUTBOX_INSERT,  ST_TIMER_CANCEL,
-    ST_TIMER_ARM,     ST_OUTBOX_DELETE,
+    ST_TIMER_ARM,     ST_OUTBOX_DELETE,  ST_HISTORY_INSERT_MANY,
 };
 
 /* ---- sending ---- */
@@ -67,6 +67,28 @@ static const char *item_saga_id(const sg_store_item_t *it) {
 
 static const char *timer_step(const sg_store_timer_t *t) {
     return t->step ? t->step : "";
+}
+
+/* Several history entries in one statement: three arrays. */
+static bool send_history(sg_store_t *st, const char *saga_id, const sg_store_history_t *h,
+                         size_t n) {
+    const char **column = malloc(n * sizeof *column);
+    char *arrays[3] = {0};
+    bool ok = column != NULL;
+    for (int c = 0; ok && c < 3; c++) {
+        for (size_t i = 0; i < n; i++)
+            column[i] = c == 0 ? h[i].event : c == 1 ? h[i].step : h[i].detail;
+        ok = (arrays[c] = store_text_array(column, n)) != NULL;
+    }
+    params_t p = {0};
+    params_text(&p, saga_id);
+    for (int c = 0; c < 3; c++)
+        params_text(&p, arrays[c]);
+    ok = ok && queue(st, ST_HISTORY_INSERT_MANY, &p);
+    for (int c = 0; c < 3; c++)
+        free(arrays[c]);
+    free(column);
+    return ok;
 }
 
 /* The statements of one item, in the order documented in store.h. Returns
@@ -108,14 +130,18 @@ static int send_item(sg_store_t *st, const plan_t *plan, const sg_store_item_t *
         *saga_at = q;
         SEND(it->expected_version == 0 ? ST_SAGA_CREATE : ST_SAGA_UPDATE);
     }
-    for (size_t i = 0; i < it->nhistory; i++) {
-        const sg_store_history_t *h = &it->history[i];
+    if (it->nhistory == 1) {
+        const sg_store_history_t *h = &it->history[0];
         p = (params_t){0};
         params_text(&p, saga_id);
         params_text(&p, h->event);
         params_text(&p, h->step);
         params_text(&p, h->detail);
         SEND(ST_HISTORY_INSERT);
+    } else if (it->nhistory > 1) {
+        if (!send_history(st, saga_id, it->history, it->nhistory))
+            return -1;
+        q++;
     }
     *outbox_at = q;
     for (size_t i = 0; i < it->noutbox; i++) {

@@ -47,6 +47,35 @@ char *store_ids_array(const int64_t *ids, size_t n) {
     return text;
 }
 
+char *store_text_array(const char *const *values, size_t n) {
+    size_t size = 3;
+    for (size_t i = 0; i < n; i++)
+        size += values[i] ? 2 * strlen(values[i]) + 3 : 5;
+    char *text = malloc(size), *w = text;
+    if (!text)
+        return NULL;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *w++ = ',';
+        if (!values[i]) {
+            memcpy(w, "NULL", 4);
+            w += 4;
+            continue;
+        }
+        *w++ = '"';
+        for (const char *r = values[i]; *r; r++) {
+            if (*r == '"' || *r == '\\')
+                *w++ = '\\';
+            *w++ = *r;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return text;
+}
+
 sg_err_t sg_store_outbox_delete(sg_store_t *st, const int64_t *ids, size_t n) {
     sg_err_t err = store_ready(st);
     if (err || n == 0)

@@ -36,6 +36,13 @@ const stmt_t sg_store_stmts[ST_COUNT_] = {
          "INSERT INTO saga_history (saga_id, event, step, detail)"
          " VALUES ($1, $2, $3, $4::jsonb)",
          4),
+    /* Several entries at once, in the order of the arrays. */
+    STMT(ST_HISTORY_INSERT_MANY,
+         "INSERT INTO saga_history (saga_id, event, step, detail)"
+         " SELECT $1, h.event, h.step, h.detail::jsonb"
+         " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+         "  AS h(event, step, detail, n) ORDER BY h.n",
+         4),
     STMT(ST_OUTBOX_INSERT,
          "INSERT INTO outbox (saga_id, channel, key, payload, headers, next_attempt_at)"
          " VALUES ($1, $2, $3, $4, $5::jsonb, now() + " SQL_INTERVAL("$6") ") RETURNING id",

@@ -25,6 +25,7 @@ typedef enum stmt_id {
     ST_SAGA_CREATE,
     ST_SAGA_UPDATE,
     ST_HISTORY_INSERT,
+    ST_HISTORY_INSERT_MANY,
     ST_OUTBOX_INSERT,
     ST_TIMER_CANCEL,
     ST_TIMER_ARM,
@@ -97,6 +98,8 @@ void params_bytes(params_t *p, const void *data, size_t len);
 
 /* The ids as an int8[] literal, "{1,2,3}" (malloc'd; NULL without memory). */
 char *store_ids_array(const int64_t *ids, size_t n);
+/* The strings as a text[] literal, each quoted, NULL as NULL (malloc'd). */
+char *store_text_array(const char *const *values, size_t n);
 
 /* ---- calls ---- */
 

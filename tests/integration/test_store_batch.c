@@ -61,6 +61,7 @@ static void test_batch_commits_inbox_history_outbox_and_timers_together(void **s
     sg_store_history_t history[] = {
         {.event = "saga.started"},
         {.event = "step.sent", .step = "reserve", .detail = "{\"attempt\": 1}"},
+        {.event = "step.note", .step = "re\"serve, {x}", .detail = "{\"why\": \"say \\\"no\\\" \\\\ twice\"}"},
     };
     sg_store_outmsg_t msgs[] = {
         {.channel = "kafka:inventory.commands", .key = "all-parts", .payload = binary,
@@ -72,7 +73,7 @@ static void test_batch_commits_inbox_history_outbox_and_timers_together(void **s
         {.kind = "deadline", .due_at_ms = 4102444800000},
     };
     sg_store_item_t item = {.message_id = "msg-all-1", .saga = &saga, .saga_id = saga.id,
-                            .history = history, .nhistory = 2, .outbox = msgs, .noutbox = 2,
+                            .history = history, .nhistory = 3, .outbox = msgs, .noutbox = 2,
                             .arm = arm, .narm = 2};
     assert_int_equal(sg_store_batch(st, &item, 1), SG_OK);
     assert_int_equal(item.result, SG_OK);
@@ -82,13 +83,16 @@ static void test_batch_commits_inbox_history_outbox_and_timers_together(void **s
     sg_store_history_row_t *h = NULL;
     size_t n = 0;
     assert_int_equal(sg_store_history_list(st, "all-parts", &h, &n), SG_OK);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     assert_string_equal(h[0].event, "saga.started");
     assert_null(h[0].step);
+    assert_null(h[0].detail);
     assert_string_equal(h[1].event, "step.sent");
     assert_string_equal(h[1].step, "reserve");
     assert_string_equal(h[1].detail, "{\"attempt\": 1}");
-    assert_true(h[0].seq < h[1].seq);
+    assert_string_equal(h[2].step, "re\"serve, {x}");
+    assert_string_equal(h[2].detail, "{\"why\": \"say \\\"no\\\" \\\\ twice\"}");
+    assert_true(h[0].seq < h[1].seq && h[1].seq < h[2].seq);
     sg_store_free(h);
 
     sg_store_outbox_row_t *rows = NULL;

@@ -100,6 +100,8 @@ sg_step_status_t sg_saga_step_status(const sg_saga_t *saga, int i);
 /* Command attempts sent in all (operator retries included), and
  * compensation attempts. */
 int sg_saga_step_attempts(const sg_saga_t *saga, int i);
+/* When the step's first command went out (epoch ms), 0 before. */
+int64_t sg_saga_step_started_ms(const sg_saga_t *saga, int i);
 int sg_saga_step_undo_attempts(const sg_saga_t *saga, int i);
 /* The last error of the step ({"code","message","retryable"}), or NULL. */
 const json_t *sg_saga_step_error(const sg_saga_t *saga, int i);

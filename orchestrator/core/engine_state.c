@@ -178,6 +178,11 @@ int sg_saga_step_attempts(const sg_saga_t *saga, int i) {
     return st ? st->do_attempt : 0;
 }
 
+int64_t sg_saga_step_started_ms(const sg_saga_t *saga, int i) {
+    const step_state_t *st = step_at(saga, i);
+    return st ? st->started_ms : 0;
+}
+
 int sg_saga_step_undo_attempts(const sg_saga_t *saga, int i) {
     const step_state_t *st = step_at(saga, i);
     return st ? st->undo_attempt : 0;

@@ -18,6 +18,7 @@
  * (dead-lettered). A lost database connection stops the call with
  * SG_ERR_CONN: works done stay done, the rest is applied on the next call,
  * and the inbox turns whatever did commit into duplicates. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,19 +260,12 @@ static bool finished(sg_saga_status_t st) {
     return st == SG_SAGA_COMPLETED || st == SG_SAGA_COMPENSATED || st == SG_SAGA_FAILED;
 }
 
-/* The step's start (epoch ms) in a state, from its JSON form; 0 if unknown. */
+/* The step's start (epoch ms) in a state; 0 if unknown. */
 static int64_t step_started_ms(const sg_saga_t *saga, const char *step) {
-    json_t *j = sg_saga_to_json(saga);
-    json_t *steps = json_object_get(j, "steps"), *st;
-    size_t i;
-    int64_t ms = 0;
-    json_array_foreach(steps, i, st) {
-        if (json_is_string(json_object_get(st, "name")) &&
-            !strcmp(json_string_value(json_object_get(st, "name")), step))
-            ms = json_integer_value(json_object_get(st, "started_ms"));
-    }
-    json_decref(j);
-    return ms;
+    for (int i = 0; i < sg_saga_step_count(saga); i++)
+        if (!strcmp(sg_saga_step_name(saga, i), step))
+            return sg_saga_step_started_ms(saga, i);
+    return 0;
 }
 
 static void observe_steps(sagad_t *d, const pick_t *p, const sg_work_t *w, int64_t now) {
@@ -394,6 +388,55 @@ static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now)
     }
 }
 
+/* ---- committing a round ---- */
+
+/* A large round is committed as two transactions on two connections at
+ * once, so that two database backends share the work (one connection is
+ * one server process, one core). The items of a round are on distinct
+ * sagas, so the halves are independent; if either half fails the round is
+ * not settled at all, and applying it again finds what did commit in the
+ * inbox. */
+typedef struct half {
+    sg_store_t *st;
+    sg_store_item_t *items;
+    size_t n;
+    sg_err_t err;
+} half_t;
+
+static void *commit_half(void *arg) {
+    half_t *h = arg;
+    h->err = sg_store_batch(h->st, h->items, h->n);
+    return NULL;
+}
+
+static sg_store_t *second_connection(sagad_t *d) {
+    char errstr[256];
+    if (!d->st2 && !d->st2_tried) {
+        d->st2_tried = true;
+        if ((d->st2 = sg_store_new(d->cfg->database_url, errstr, sizeof errstr)))
+            sg_store_set_outbox_lease(d->st2, SAGAD_FRESH_LEASE_MS);
+        else
+            sg_log_warn("no second database connection, batches use one: %s", errstr);
+    }
+    return d->st2;
+}
+
+static sg_err_t commit_round(sagad_t *d, sg_store_item_t *items, size_t k) {
+    sg_store_t *st2 = k >= SAGAD_SPLIT_MIN ? second_connection(d) : NULL;
+    pthread_t thread;
+    half_t h = {.st = st2, .items = items + k / 2, .n = k - k / 2};
+    if (!st2 || pthread_create(&thread, NULL, commit_half, &h) != 0)
+        return sg_store_batch_delete(d->st, items, k, d->done, d->ndone);
+    sg_err_t err = sg_store_batch_delete(d->st, items, k / 2, d->done, d->ndone);
+    pthread_join(thread, NULL);
+    if (h.err) {
+        sg_log_warn("second half of a batch not committed: %s", sg_store_errmsg(st2));
+        if (!err)
+            err = h.err;
+    }
+    return err;
+}
+
 /* Picks the first pending work of each saga, commits their items in one
  * batch and settles each. Sets *npicked (0: nothing left to do). */
 static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
@@ -424,7 +467,7 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
         goto done;
     int64_t t0 = sg_mono_ms();
     sg_relay_deleting(d);
-    err = sg_store_batch_delete(d->st, items, k, d->done, d->ndone);
+    err = commit_round(d, items, k);
     sg_metrics_observe(d->metrics, SG_M_DB_TX_SECONDS, (double)(sg_mono_ms() - t0) / 1000.0);
     if (err)
         goto done;

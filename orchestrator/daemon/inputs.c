@@ -94,7 +94,9 @@ static size_t poll_amqp(sagad_t *d, size_t max, int wait) {
 
 void sg_inputs_poll(sagad_t *d) {
     size_t max = (size_t)d->cfg->batch_max;
-    int wait = d->busy ? d->cfg->batch_wait_ms : SAGAD_IDLE_WAIT_MS;
+    /* Idle, but verdicts still to come: come back soon to delete their rows. */
+    int idle = d->nflights || d->ndone ? SAGAD_VERDICT_WAIT_MS : SAGAD_IDLE_WAIT_MS;
+    int wait = d->busy ? d->cfg->batch_wait_ms : idle;
     bool amqp = d->ac && sg_amqp_consumer_connected(d->ac);
     if (d->kc)
         poll_kafka(d, max, amqp ? wait / 2 : wait);

@@ -33,6 +33,7 @@
 
 #define SAGAD_SOURCE "/sagad"
 #define SAGAD_IDLE_WAIT_MS 100        /* input wait when the last turn found nothing */
+#define SAGAD_VERDICT_WAIT_MS 10      /* the same, while published rows await verdicts */
 #define SAGAD_TIMER_TICK_MS 200       /* how often due timers are claimed */
 #define SAGAD_SWEEP_MS 1000           /* outbox sweep for leftovers and retries */
 #define SAGAD_GAUGES_MS 5000          /* outbox, timers, in-flight gauges */
@@ -45,6 +46,7 @@
 #define SAGAD_FLUSH_MS 10000          /* wait for broker confirmations */
 #define SAGAD_MAX_CONFLICTS 50        /* per input, before it is dead-lettered */
 #define SAGAD_CACHE_SAGAS 4096        /* committed saga states kept in memory */
+#define SAGAD_SPLIT_MIN 32            /* a batch this big goes out on two connections */
 
 /* ---- one unit of work: an input for one saga ---- */
 
@@ -114,6 +116,8 @@ typedef struct sagad {
     volatile sig_atomic_t *stopping;
 
     sg_store_t *st;
+    sg_store_t *st2;              /* the second connection of large batches */
+    bool st2_tried;
     sg_defcache_t *dc;
     sg_cache_t *cache;            /* states this worker committed last */
     sg_metrics_t *metrics;

@@ -262,6 +262,7 @@ void sg_daemon_stop(sagad_t *d) {
     sg_amqp_publisher_destroy(d->ap);
     sg_http_destroy(d->http);
     sg_store_destroy(d->st);
+    sg_store_destroy(d->st2);
     sg_defcache_destroy(d->dc);
     sg_metrics_destroy(d->metrics);
     for (size_t i = 0; i < d->nkafka_topics; i++)

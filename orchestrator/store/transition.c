@@ -45,7 +45,7 @@ static void *own(sg_transition_t *tr, void *p) {
 }
 
 static char *own_dump(sg_transition_t *tr, const json_t *json) {
-    return own(tr, json_dumps(json, JSON_COMPACT | JSON_SORT_KEYS));
+    return own(tr, json_dumps(json, JSON_COMPACT));
 }
 
 void sg_transition_destroy(sg_transition_t *tr) {

@@ -350,8 +350,11 @@ E2E_DEFSTEPS="
   LEFT JOIN LATERAL jsonb_array_elements(s.value->'parallel') AS m(value) ON true"
 
 # Checks what must hold once every saga has finished; fails with the first
-# violation. Effects are the participant's rows (one per command id).
+# violation. Effects are the participant's rows (one per command id). The
+# last rows a saga wrote are deleted once their brokers confirmed them, a
+# moment after it finished: the system drains first.
 e2e_check_invariants() {
+    e2e_wait_sql "SELECT count(*) = 0 FROM outbox" 15 "the outbox to drain"
     local checks=(
         "outbox rows left after all sagas finished|SELECT count(*) FROM outbox"
         "timers left for finished sagas|SELECT count(*) FROM timers t JOIN sagas s ON s.id = t.saga_id WHERE s.status IN ('completed','compensated')"

@@ -109,6 +109,9 @@ bench_pgbench_run() {
         -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$secs" -D "nsagas=$BENCH_PGBENCH_SAGAS" \
         -f "$BENCH_DIR/pgbench_transition.sql" bench_pgbench >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bench_fail "pgbench failed, see $log"; }
+    # pgbench's backends have exited; their CPU counts once the postmaster
+    # has reaped them (into its children's times).
+    sleep 1
     cpu1=$(bench_pg_cpu_ticks)
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$log")
     jq -n --argjson tps "$tps" --argjson ticks "$((cpu1 - cpu0))" --argjson hz "$(getconf CLK_TCK)" \
@@ -268,8 +271,10 @@ bench_measure() {
     local args=(--transport "$transport" --run-id "$name" --commands bench.commands
                 --stall-seconds "$BENCH_STALL_SECONDS" --out "$BENCH_RUN/driver.json")
     if [[ $transport == kafka ]]; then
+        # The driver's consumer waits on the dev broker as sagad's does.
         args+=(--saga-type bench_three_step --events saga.events
-               --kafka-property fetch.wait.max.ms=5 --kafka-property linger.ms=1)
+               --kafka-property "fetch.wait.max.ms=$(jq -r '."fetch.wait.max.ms" // "5"' <<<"$BENCH_KAFKA_PROPS")"
+               --kafka-property linger.ms=1)
     else
         args+=(--saga-type bench_three_step_amqp --events "bench.$name.events"
                --start-channel "amqp:/bench.$name.in")

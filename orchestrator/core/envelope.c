@@ -394,12 +394,16 @@ static sg_err_t take_common(const json_t *root, sg_envelope_t *env, char *errstr
     return take_data(root, env, errstr, errstr_size);
 }
 
-/* traceparent: kept when valid, dropped with a note otherwise. */
+/* traceparent: kept when valid (and, as any attribute sent on, of at most
+ * SG_ENVELOPE_ATTR_MAX bytes without control characters: a later version
+ * may carry more fields), dropped with a note otherwise. */
 static sg_err_t take_traceparent(const json_t *root, sg_envelope_t *env) {
     const json_t *v = json_object_get(root, "traceparent");
     if (!v)
         return SG_OK;
-    const char *why = !json_is_string(v) ? "not a string" : sg_trace_check(json_string_value(v));
+    const char *why = !json_is_string(v) ? "not a string" : attr_problem(json_string_value(v));
+    if (!why)
+        why = sg_trace_check(json_string_value(v));
     if (why) {
         snprintf(env->note, sizeof env->note,
                  "ignored attribute \"traceparent\": %s", why);

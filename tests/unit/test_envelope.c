@@ -289,6 +289,35 @@ static void test_invalid_traceparent_is_dropped_with_a_note(void **state) {
     sg_envelope_destroy(env);
 }
 
+/* A later version may add fields after the flags; what it adds is still an
+ * attribute sent on with every command, so it obeys the attribute rules. */
+static void test_traceparent_of_a_later_version_is_kept_only_when_it_can_be_sent_on(
+    void **state) {
+    (void)state;
+    const char *later = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra";
+    char msg[512];
+    snprintf(msg, sizeof msg, "{" CE ",\"type\":\"saga.start\",\"sagatype\":\"o\","
+             "\"traceparent\":\"%s\"}", later);
+    sg_envelope_t *env = decode_ok(msg);
+    assert_string_equal(env->traceparent, later);
+    sg_envelope_destroy(env);
+
+    snprintf(msg, sizeof msg, "{" CE ",\"type\":\"saga.start\",\"sagatype\":\"o\","
+             "\"traceparent\":\"%s-\\u0001\"}", later);
+    env = decode_ok(msg);
+    assert_null(env->traceparent);
+    assert_string_equal(env->note, "ignored attribute \"traceparent\": contains a control character");
+    /* What decodes encodes again. */
+    sg_event_fields_t ev = {.id = env->id, .source = env->source, .type = env->type,
+                            .time_ms = -1, .sagatype = env->sagatype,
+                            .traceparent = env->traceparent, .data = env->data};
+    char *text = NULL, reason[256];
+    size_t len = 0;
+    assert_int_equal(sg_envelope_encode(&ev, &text, &len, reason, sizeof reason), SG_OK);
+    free(text);
+    sg_envelope_destroy(env);
+}
+
 static void test_truncated_message_is_refused_at_every_length(void **state) {
     (void)state;
     const char *msg = "{" REPLY ",\"outcome\":\"failure\",\"data\":{\"code\":\"x\",\"é\":[1,{}]}}";
@@ -471,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_failure_reply_reads_code_message_and_retryable),
         cmocka_unit_test(test_failure_reply_without_details_is_not_retryable),
         cmocka_unit_test(test_invalid_traceparent_is_dropped_with_a_note),
+        cmocka_unit_test(test_traceparent_of_a_later_version_is_kept_only_when_it_can_be_sent_on),
         cmocka_unit_test(test_truncated_message_is_refused_at_every_length),
         cmocka_unit_test(test_encoded_start_decodes_to_the_same_fields),
         cmocka_unit_test(test_encoded_failure_reply_decodes_to_the_same_fields),

@@ -242,6 +242,36 @@ bench_metrics_save() {
     done
 }
 
+# bench_hist_ms METRIC: p50, p99 (ms, linear within a bucket, as Prometheus'
+# histogram_quantile) and count of a histogram summed over this run's
+# sagad processes, as JSON; null when it has no observations.
+bench_hist_ms() {
+    cat "$BENCH_RUN"/metrics-*.txt 2>/dev/null | awk -v m="$1" '
+        index($1, m "_bucket{le=\"") == 1 {
+            le = $1; sub(/^.*le="/, "", le); sub(/".*$/, "", le)
+            c[le] += $2; if (!(le in seen)) { seen[le] = 1; order[n++] = le }
+        }
+        END {
+            if (n == 0 || c["+Inf"] == 0) { print "null"; exit }
+            total = c["+Inf"]
+            printf "{\"count\": %d", total
+            split("0.5 0.99", qs, " ")
+            for (k = 1; k <= 2; k++) {
+                want = qs[k] * total; prev_le = 0; prev_c = 0; v = ""
+                for (i = 0; i < n; i++) {
+                    le = order[i]
+                    if (c[le] >= want) {
+                        v = (le == "+Inf") ? prev_le : prev_le + (le - prev_le) * (want - prev_c) / (c[le] - prev_c)
+                        break
+                    }
+                    prev_le = le; prev_c = c[le]
+                }
+                printf ", \"p%s_ms\": %.2f", (k == 1 ? "50" : "99"), v * 1000
+            }
+            print "}"
+        }'
+}
+
 # ---- one measured run -----------------------------------------------------------
 
 # bench_measure NAME TRANSPORT WORKERS DRIVER-ARGS...: a fresh database (and
@@ -312,11 +342,13 @@ bench_measure() {
         --argjson cpu_ticks "$cpu" --argjson pg_ticks "$((pgcpu1 - pgcpu0))" --argjson hz "$(getconf CLK_TCK)" \
         --argjson tup0 "$tup0" --argjson tup1 "$tup1" --argjson just_before "$just_before" \
         --argjson hwm "$hwm" --argjson hwm_sum "$hwm_sum" --argjson rss "$rss" \
+        --argjson in_sagad "$(bench_hist_ms sagad_reply_to_command_seconds)" \
         '{name: $name, transport: $transport, workers: $workers, ok: $ok,
           sagas: .completed, seconds: .seconds, sagas_per_s: .sagas_per_s,
           transitions: $transitions,
           transitions_per_s: (if .seconds > 0 then $transitions / .seconds else 0 end),
           step_latency_ms: .step_latency, first_command_latency_ms: .first_command_latency,
+          sagad_reply_to_command_ms: $in_sagad,
           saga_duration_ms: .saga_duration,
           pgbench_4_clients_just_before: $just_before,
           ratio_to_pgbench_just_before:

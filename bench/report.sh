@@ -34,6 +34,7 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
             rate_sagas_per_s: (.driver.rate | r2), sagas: .sagas,
             transitions_per_s: (.transitions_per_s | r2),
             step_latency_ms: (.step_latency_ms | lat),
+            sagad_reply_to_command_ms: .sagad_reply_to_command_ms,
             db_commits_per_transition: (.db_commits_per_transition | r2), ok: .ok}) end),
           workers: [$runs[] | select(.transport == $t and (.name | test("-w[0-9]+$")))
                     | {workers, sagas_per_s: (.sagas_per_s | r2),
@@ -53,7 +54,10 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
          met: (($k.saturation.ratio_to_pgbench_just_before // $k.saturation.ratio_to_pgbench_4_clients) >= 1.0)},
       p99_step_latency_at_half_under_25_ms:
         {value: $k.half.step_latency_ms.p99_ms, target: 25,
-         met: ($k.half != null and $k.half.step_latency_ms.p99_ms < 25)}
+         met: ($k.half != null and $k.half.step_latency_ms.p99_ms < 25)},
+      p99_reply_to_command_in_sagad_at_half_under_25_ms:
+        {value: $k.half.sagad_reply_to_command_ms.p99_ms, target: 25,
+         met: ($k.half.sagad_reply_to_command_ms != null and $k.half.sagad_reply_to_command_ms.p99_ms < 25)}
     } end)
 ' >"$OUT/results.json"
 
@@ -62,7 +66,7 @@ jq -r '.pgbench | "pgbench ceiling (\(.seconds_each) s each): \(.tps_1_client | 
     "$OUT/results.json" >"$OUT/results.txt"
 jq -r '
   def f: if . == null then "-" else tostring end;
-  (["transport", "sagas/s", "trans/s", "x pgbench4", "x pg4 now", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "RSS MB", "CPU s/1k", "PG CPU s/1k", "commits/tr"] | @tsv),
+  (["transport", "sagas/s", "trans/s", "x pgbench4", "x pg4 now", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "in sagad p50", "in sagad p99", "RSS MB", "CPU s/1k", "PG CPU s/1k", "commits/tr"] | @tsv),
   (.transports | to_entries[] | .key as $t | .value as $v | [$t,
      ($v.saturation.sagas_per_s | f), ($v.saturation.transitions_per_s | f),
      ($v.saturation.ratio_to_pgbench_4_clients | f), ($v.saturation.ratio_to_pgbench_just_before | f),
@@ -70,6 +74,7 @@ jq -r '
      ($v.saturation.step_latency_ms.max_ms | f),
      ($v.half.step_latency_ms.p50_ms | f), ($v.half.step_latency_ms.p99_ms | f),
      ($v.half.step_latency_ms.max_ms | f),
+     ($v.half.sagad_reply_to_command_ms.p50_ms | f), ($v.half.sagad_reply_to_command_ms.p99_ms | f),
      ($v.saturation.sagad_peak_rss_mb | f), ($v.saturation.sagad_cpu_s_per_1000_transitions | f),
      ($v.saturation.postgres_cpu_s_per_1000_transitions | f),
      ($v.saturation.db_commits_per_transition | f)] | @tsv),

@@ -10,6 +10,7 @@ typedef enum sg_metric {
     SG_M_STEPS,              /* counter {type, step, outcome} */
     SG_M_COMPENSATIONS,      /* counter {type, step, outcome} */
     SG_M_STEP_LATENCY,       /* histogram seconds {type}: command sent to reply applied */
+    SG_M_REPLY_TO_COMMAND,   /* histogram seconds: reply taken to next command handed on */
     SG_M_TRANSITIONS,        /* counter */
     SG_M_BATCH_SIZE,         /* histogram: inputs per transaction */
     SG_M_DB_TX_SECONDS,      /* histogram seconds: one batch transaction */

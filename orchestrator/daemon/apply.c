@@ -331,6 +331,14 @@ static void observe_commit(sagad_t *d, const pick_t *p, const sg_work_t *w, int6
     observe_steps(d, p, w, now);
 }
 
+static bool caused_command(const sg_transition_t *tr) {
+    const sg_effects_t *fx = sg_transition_effects(tr);
+    for (size_t i = 0; i < sg_effects_count(fx); i++)
+        if (sg_effects_at(fx, i)->kind == SG_EFFECT_COMMAND)
+            return true;
+    return false;
+}
+
 /* ---- one round ---- */
 
 static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now) {
@@ -349,6 +357,9 @@ static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now)
         observe_commit(d, p, w, now);
         for (size_t i = 0; i < it->noutbox; i++)
             sg_relay_publish(d, it->saga_id, &it->outbox[i]);
+        if (w->in.kind == SG_INPUT_REPLY && w->received_us && caused_command(p->tr))
+            sg_metrics_observe(d->metrics, SG_M_REPLY_TO_COMMAND,
+                               (double)(sg_mono_us() - w->received_us) / 1e6);
         sg_saga_destroy(slot->state);
         slot->state = sg_transition_take_saga(p->tr);
         slot->version = it->new_version;

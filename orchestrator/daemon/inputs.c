@@ -40,8 +40,10 @@ static size_t poll_kafka(sagad_t *d, size_t max, int wait) {
     if (max > sizeof km / sizeof km[0])
         max = sizeof km / sizeof km[0];
     sg_err_t err = sg_kafka_consumer_poll(d->kc, km, max, wait, &n, errstr, sizeof errstr);
+    int64_t now = sg_mono_us();
     for (size_t i = 0; i < n; i++) {
         sg_inmsg_t *m = &d->msgs[d->nmsgs++];
+        m->work.received_us = now;
         m->transport = SG_TRANSPORT_KAFKA;
         m->k = km[i];
         m->body = km[i].payload;
@@ -79,8 +81,10 @@ static size_t poll_amqp(sagad_t *d, size_t max, int wait) {
         d->amqp_consumer_retry_at = 0;
         return 0;
     }
+    int64_t now = sg_mono_us();
     for (size_t i = 0; i < n; i++) {
         sg_inmsg_t *m = &d->msgs[d->nmsgs++];
+        m->work.received_us = now;
         m->transport = SG_TRANSPORT_AMQP;
         m->a = am[i];
         m->body = am[i].body;

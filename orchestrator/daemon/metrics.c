@@ -17,6 +17,9 @@ enum { COUNTER, GAUGE, HISTOGRAM };
 
 static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,  0.5,    1,     2.5,  5,     10,   30, 0};
+/* Finer around the tens of milliseconds a worker's turn takes. */
+static const double turn_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02,
+                                      0.025,  0.03,  0.04,   0.05,  0.1,    0.25, 1,     0};
 static const double size_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 0};
 
 static const struct family {
@@ -36,6 +39,10 @@ static const struct family {
                             {"type", "step", "outcome"}, NULL},
     [SG_M_STEP_LATENCY] = {"sagad_step_latency_seconds", HISTOGRAM,
                            "From a command sent to its reply applied.", {"type"}, latency_buckets},
+    [SG_M_REPLY_TO_COMMAND] = {"sagad_reply_to_command_seconds", HISTOGRAM,
+                               "From a reply taken from its broker to the next command it"
+                               " caused handed to the broker (committed on the way).",
+                               {0}, turn_buckets},
     [SG_M_TRANSITIONS] = {"sagad_transitions_total", COUNTER, "Transitions committed.", {0}, NULL},
     [SG_M_BATCH_SIZE] = {"sagad_batch_size", HISTOGRAM, "Inputs applied per database transaction.",
                          {0}, size_buckets},

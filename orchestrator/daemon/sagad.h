@@ -63,6 +63,7 @@ typedef struct sg_work {
     int64_t fired_timer_id;   /* timer inputs */
     sg_input_t in;            /* fields borrowed from the envelope or timer row */
     json_t *owned_data;       /* a reply failure's data, built here */
+    int64_t received_us;      /* when polled (sg_mono_us); 0 for timers */
     work_state_t state;
     int conflicts;
     char reason[256];         /* why rejected */
@@ -249,6 +250,7 @@ int64_t sg_now_ms(void);
 void sg_clock_set_offset(int64_t offset_ms);
 int64_t sg_clock_offset(void);
 int64_t sg_mono_ms(void);       /* monotonic */
+int64_t sg_mono_us(void);       /* monotonic, microseconds */
 /* The trace id of a traceparent (32 hex digits) into buf, or NULL. */
 const char *sg_trace_id(const char *traceparent, char buf[33]);
 

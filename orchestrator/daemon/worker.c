@@ -43,6 +43,12 @@ int64_t sg_mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t sg_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 const char *sg_trace_id(const char *traceparent, char buf[33]) {
     if (!traceparent || sg_trace_check(traceparent) != NULL)
         return NULL;

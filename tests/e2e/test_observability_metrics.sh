@@ -114,6 +114,13 @@ e2e_expect "latencies under +Inf" "$(m final sagad_step_latency_seconds_bucket "
 awk -v c="$(m final sagad_step_latency_seconds_sum "$of")" 'BEGIN { exit !(c >= 28 * 0.15) }' ||
     e2e_fail "order step latencies sum to less than 28 replies delayed by 150 ms"
 
+# One observation per applied reply that caused a command: per completed
+# order 3 (reserve -> the checks, the later check -> charge, charge ->
+# ship), per compensated one 3 (the last of them: charge failed -> release),
+# per greeting 1.
+e2e_expect "replies that caused a command" "$(m final sagad_reply_to_command_seconds_count)" 22
+e2e_expect "reply to command under +Inf" "$(m final sagad_reply_to_command_seconds_bucket 'le="+Inf"')" 22
+
 # Rejects and duplicates.
 e2e_expect "not JSON" "$(m final sagad_dead_letters_total 'reason="not_json"')" 1
 e2e_expect "unknown sagatype" "$(m final sagad_dead_letters_total 'reason="unknown_sagatype"')" 1

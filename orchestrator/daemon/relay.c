@@ -26,16 +26,24 @@
 #include "daemon/sagad.h"
 #include "saga/str.h"
 
+/* Room for one more element in a growing array of 'n' of 'size' bytes:
+ * the array (moved, maybe) or NULL without memory (the old one stays). */
+static void *grow(void *v, size_t n, size_t *cap, size_t size) {
+    if (n < *cap)
+        return v;
+    size_t more = *cap ? *cap * 2 : 256;
+    void *p = realloc(v, more * size);
+    if (p)
+        *cap = more;
+    return p;
+}
+
 void sg_relay_delivery(void *opaque, int64_t ref, sg_err_t err, const char *reason) {
     sagad_t *d = opaque;
-    if (d->nreports == d->capreports) {
-        size_t cap = d->capreports ? d->capreports * 2 : 256;
-        sg_report_t *r = realloc(d->reports, cap * sizeof *r);
-        if (!r)
-            return; /* no verdict: the lease brings the row back */
-        d->reports = r;
-        d->capreports = cap;
-    }
+    sg_report_t *reports = grow(d->reports, d->nreports, &d->capreports, sizeof *reports);
+    if (!reports)
+        return; /* no verdict: the lease brings the row back */
+    d->reports = reports;
     sg_report_t *r = &d->reports[d->nreports++];
     r->ref = ref;
     r->err = err;
@@ -103,14 +111,10 @@ static bool flight_add(sagad_t *d, int64_t id, int attempts, const char *channel
                        const char *saga_id) {
     size_t i = flight_at(d, id);
     if (i == d->nflights || d->flights[i].id != id) {
-        if (d->nflights == d->capflights) {
-            size_t cap = d->capflights ? d->capflights * 2 : 256;
-            sg_flight_t *f = realloc(d->flights, cap * sizeof *f);
-            if (!f)
-                return false;
-            d->flights = f;
-            d->capflights = cap;
-        }
+        sg_flight_t *flights = grow(d->flights, d->nflights, &d->capflights, sizeof *flights);
+        if (!flights)
+            return false;
+        d->flights = flights;
         memmove(&d->flights[i + 1], &d->flights[i], (d->nflights - i) * sizeof *d->flights);
         d->nflights++;
     } else {
@@ -141,14 +145,10 @@ static void flights_compact(sagad_t *d, int64_t now) {
 }
 
 static bool done_add(sagad_t *d, int64_t id) {
-    if (d->ndone == d->capdone) {
-        size_t cap = d->capdone ? d->capdone * 2 : 256;
-        int64_t *v = realloc(d->done, cap * sizeof *v);
-        if (!v)
-            return false;
-        d->done = v;
-        d->capdone = cap;
-    }
+    int64_t *done = grow(d->done, d->ndone, &d->capdone, sizeof *done);
+    if (!done)
+        return false;
+    d->done = done;
     d->done[d->ndone++] = id;
     return true;
 }

@@ -75,10 +75,13 @@ e2e_db_url() {
     fi
 }
 
+# A port below the kernel's ephemeral range (from 32768 by default), so that
+# no outgoing connection of any process can take it between the pick and
+# the bind.
 e2e_free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12700))
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
     done
     return 1

@@ -174,23 +174,34 @@ e2e_unset_saga_env() {
     return 0
 }
 
-# e2e_start_sagad NAME [JSON]: starts one sagad with this test's
-# configuration (JSON merged over it) and waits until /readyz answers 200.
-e2e_start_sagad() {
-    local name=$1 extra=${2:-'{}'} port cfg log pid
+# e2e_spawn_sagad NAME [JSON]: starts one sagad with this test's
+# configuration (JSON merged over it) without waiting for it; a log of an
+# earlier NAME is kept aside. Sets E2E_PID, E2E_LOG and E2E_PORT_<NAME>.
+e2e_spawn_sagad() {
+    local name=$1 extra=${2:-'{}'} port cfg log
     port=$(e2e_free_port) || e2e_fail "no free port"
     cfg=$E2E_WORK/$name.json
     log=$E2E_WORK/$name.log
+    [[ -f $log ]] && mv "$log" "$log.$(date +%s%N)"
     e2e_config "$cfg" "$port" "$extra"
-    e2e_create_topics "${E2E_IN_KAFKA#kafka:}" "${E2E_REPLIES_KAFKA#kafka:}" "$E2E_EVENTS"
     e2e_unset_saga_env
     # env execs sagad, so $! is sagad's own pid
     env "${E2E_UNSET[@]}" ${E2E_SAGAD_ENV:-} "$SAGAD" --config "$cfg" >"$log" 2>&1 &
-    pid=$!
-    E2E_PIDS+=("$pid")
-    E2E_PID[$name]=$pid
+    E2E_PIDS+=("$!")
+    E2E_PID[$name]=$!
     E2E_LOG[$name]=$log
     declare -g "E2E_PORT_$name=$port"
+}
+
+# e2e_start_sagad NAME [JSON]: e2e_spawn_sagad, with the test's topics
+# created first, and waits until /readyz answers 200.
+e2e_start_sagad() {
+    local name=$1 port pid
+    e2e_create_topics "${E2E_IN_KAFKA#kafka:}" "${E2E_REPLIES_KAFKA#kafka:}" "$E2E_EVENTS"
+    e2e_spawn_sagad "$@"
+    pid=${E2E_PID[$name]}
+    port=E2E_PORT_$name
+    port=${!port}
     for _ in $(seq 300); do
         kill -0 "$pid" 2>/dev/null || e2e_fail "$name exited at start"
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && {

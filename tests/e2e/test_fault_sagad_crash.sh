@@ -19,7 +19,7 @@ for point in after_commit after_publish; do
     fault_rand 1 6; n=$FAULT_R
     fault_kill sagad
     E2E_SAGAD_ENV="SAGA_TEST_CRASH_POINT=$point SAGA_TEST_CRASH_AFTER=$n"
-    fault_spawn_sagad sagad
+    e2e_spawn_sagad sagad
     E2E_SAGAD_ENV=""
     fault_wait_exit sagad 60
     [[ $FAULT_EXIT == 137 ]] ||

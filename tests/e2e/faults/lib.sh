@@ -319,7 +319,6 @@ fault_drain() {
 fault_restart_sagad() {
     local pid=${E2E_PID[$1]}
     wait "$pid" 2>/dev/null || true
-    mv "${E2E_LOG[$1]}" "${E2E_LOG[$1]}.$(date +%s%N)" 2>/dev/null || true
     e2e_start_sagad "$@"
 }
 
@@ -359,24 +358,6 @@ fault_record() {
         "$FAULT_CHECK_FIGURES" "${kinds:-none}" "$(($(date +%s) - FAULT_T0))" \
         >"$FAULT_RESULTS/$E2E_NAME.txt"
     e2e_log "RESULT $(cat "$FAULT_RESULTS/$E2E_NAME.txt")"
-}
-
-# fault_spawn_sagad NAME [JSON]: starts sagad like e2e_start_sagad (with
-# E2E_SAGAD_ENV), without waiting for it to be ready: for a sagad armed to
-# crash, which may exit before it answers /readyz.
-fault_spawn_sagad() {
-    local name=$1 extra=${2:-'{}'} port cfg log pid
-    port=$(e2e_free_port) || e2e_fail "no free port"
-    cfg=$E2E_WORK/$name.json
-    log=$E2E_WORK/$name.log
-    [[ -f $log ]] && mv "$log" "$log.$(date +%s%N)"
-    e2e_config "$cfg" "$port" "$extra"
-    e2e_unset_saga_env
-    env "${E2E_UNSET[@]}" ${E2E_SAGAD_ENV:-} "$SAGAD" --config "$cfg" >"$log" 2>&1 &
-    pid=$!
-    E2E_PIDS+=("$pid")
-    E2E_PID[$name]=$pid
-    E2E_LOG[$name]=$log
 }
 
 # fault_wait_exit NAME TIMEOUT: waits for NAME to exit; sets FAULT_EXIT to

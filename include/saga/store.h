@@ -190,6 +190,20 @@ sg_err_t sg_store_batch(sg_store_t *st, sg_store_item_t *items, size_t n);
 sg_err_t sg_store_batch_delete(sg_store_t *st, sg_store_item_t *items, size_t n,
                                const int64_t *done, size_t ndone);
 
+/* The same batch, handed in item by item: each item is sent to the server
+ * as it is added, so the server works on it while the caller makes the
+ * next one. begin, any number of add, then finish (which also sends the
+ * COMMIT unless seal did already; seal lets several connections commit at
+ * once). The items must stay in place until finish returns; its return
+ * and each item's result are those of sg_store_batch_delete. After an
+ * error begin and add return it and the rest of the stream does nothing
+ * until finish, which reports it on every item. No other call may use the
+ * connection between begin and finish. */
+sg_err_t sg_store_stream_begin(sg_store_t *st, const int64_t *done, size_t ndone);
+sg_err_t sg_store_stream_add(sg_store_t *st, sg_store_item_t *item);
+sg_err_t sg_store_stream_seal(sg_store_t *st);
+sg_err_t sg_store_stream_finish(sg_store_t *st);
+
 /* New outbox rows are taken by the process that wrote them for 'lease_ms'
  * (default 0: ready at once for any relay). A daemon that publishes its own
  * rows right after its commit sets a lease, so that other relays leave

@@ -2,6 +2,9 @@
  * its saga's latest state and the transitions are committed together with
  * one sg_store_batch.
  *
+ * Each item is sent to the database as soon as it is made (see
+ * sg_store_stream_add), so the engine and PostgreSQL work side by side.
+ *
  * Works of one saga are applied in arrival order, one per round: round k
  * commits the k-th pending input of every saga of the batch in one
  * transaction, and the next input of a saga starts from the state and
@@ -18,7 +21,6 @@
  * (dead-lettered). A lost database connection stops the call with
  * SG_ERR_CONN: works done stay done, the rest is applied on the next call,
  * and the inbox turns whatever did commit into duplicates. */
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,24 +403,20 @@ static void settle(sagad_t *d, slots_t *s, pick_t *p, sg_work_t *w, int64_t now)
 
 /* ---- committing a round ---- */
 
-/* A large round is committed as two transactions on two connections at
- * once, so that two database backends share the work (one connection is
- * one server process, one core). The items of a round are on distinct
- * sagas, so the halves are independent; if either half fails the round is
- * not settled at all, and applying it again finds what did commit in the
- * inbox. */
-typedef struct half {
-    sg_store_t *st;
-    sg_store_item_t *items;
-    size_t n;
-    sg_err_t err;
-} half_t;
-
-static void *commit_half(void *arg) {
-    half_t *h = arg;
-    h->err = sg_store_batch(h->st, h->items, h->n);
-    return NULL;
-}
+/* A round's items go to the database as they are made, so PostgreSQL works
+ * on one while the engine makes the next. A large round alternates them
+ * over two connections, two transactions committed at once, so that two
+ * database backends share the work (one connection is one server process,
+ * one core). The items of a round are on distinct sagas, so the two
+ * transactions are independent; if either fails the round is not settled at
+ * all, and applying it again finds what did commit in the inbox. */
+typedef struct round_tx {
+    sg_store_t *st[2];
+    int nst;
+    bool begun;
+    size_t added;
+    int64_t began_us;
+} round_tx_t;
 
 static sg_store_t *second_connection(sagad_t *d) {
     char errstr[256];
@@ -432,19 +430,41 @@ static sg_store_t *second_connection(sagad_t *d) {
     return d->st2;
 }
 
-static sg_err_t commit_round(sagad_t *d, sg_store_item_t *items, size_t k) {
-    sg_store_t *st2 = k >= SAGAD_SPLIT_MIN ? second_connection(d) : NULL;
-    pthread_t thread;
-    half_t h = {.st = st2, .items = items + k / 2, .n = k - k / 2};
-    if (!st2 || pthread_create(&thread, NULL, commit_half, &h) != 0)
-        return sg_store_batch_delete(d->st, items, k, d->done, d->ndone);
-    sg_err_t err = sg_store_batch_delete(d->st, items, k / 2, d->done, d->ndone);
-    pthread_join(thread, NULL);
-    if (h.err) {
-        sg_log_warn("second half of a batch not committed: %s", sg_store_errmsg(st2));
-        if (!err)
-            err = h.err;
+static void tx_init(sagad_t *d, round_tx_t *tx, size_t expected) {
+    *tx = (round_tx_t){.st = {d->st, NULL}, .nst = 1};
+    if (expected >= SAGAD_SPLIT_MIN && (tx->st[1] = second_connection(d)))
+        tx->nst = 2;
+}
+
+/* Sends one item; errors surface at tx_finish. */
+static void tx_add(sagad_t *d, round_tx_t *tx, sg_store_item_t *item) {
+    if (!tx->begun) {
+        tx->begun = true;
+        tx->began_us = sg_mono_us();
+        sg_relay_deleting(d);
+        sg_store_stream_begin(tx->st[0], d->done, d->ndone);
+        if (tx->nst == 2)
+            sg_store_stream_begin(tx->st[1], NULL, 0);
     }
+    sg_store_stream_add(tx->st[tx->added++ % (size_t)tx->nst], item);
+}
+
+static sg_err_t tx_finish(sagad_t *d, round_tx_t *tx) {
+    if (!tx->begun)
+        return SG_OK;
+    for (int i = 0; i < tx->nst; i++)
+        sg_store_stream_seal(tx->st[i]);
+    sg_err_t err = sg_store_stream_finish(tx->st[0]);
+    if (tx->nst == 2) {
+        sg_err_t err2 = sg_store_stream_finish(tx->st[1]);
+        if (err2) {
+            sg_log_warn("second half of a batch not committed: %s", sg_store_errmsg(tx->st[1]));
+            if (!err)
+                err = err2;
+        }
+    }
+    sg_metrics_observe(d->metrics, SG_M_DB_TX_SECONDS,
+                       (double)(sg_mono_us() - tx->began_us) / 1e6);
     return err;
 }
 
@@ -455,13 +475,21 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
     pick_t *picks = calloc(n ? n : 1, sizeof *picks);
     sg_store_item_t *items = calloc(n ? n : 1, sizeof *items);
     bool *taken = calloc(s->n ? s->n : 1, sizeof *taken);
-    size_t k = 0;
+    size_t k = 0, expected = 0;
     sg_err_t err = SG_OK;
     int64_t now = sg_now_ms();
+    round_tx_t tx;
     if (!picks || !items || !taken) {
         err = SG_ERR_NOMEM;
         goto done;
     }
+    for (size_t i = 0; i < n; i++) {
+        size_t j = s->of_work[i];
+        if (works[i]->state == WORK_PENDING && !taken[j] && s->v[j].loaded)
+            taken[j] = true, expected++;
+    }
+    memset(taken, 0, (s->n ? s->n : 1) * sizeof *taken);
+    tx_init(d, &tx, expected);
     for (size_t i = 0; i < n; i++) {
         size_t j = s->of_work[i];
         if (works[i]->state != WORK_PENDING || taken[j] || !s->v[j].loaded)
@@ -470,17 +498,13 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
             picks[k].work = i;
             items[k] = picks[k].item;
             taken[j] = true;
+            tx_add(d, &tx, &items[k]);
             k++;
         }
     }
     *npicked = k;
-    if (k == 0)
-        goto done;
-    int64_t t0 = sg_mono_ms();
-    sg_relay_deleting(d);
-    err = commit_round(d, items, k);
-    sg_metrics_observe(d->metrics, SG_M_DB_TX_SECONDS, (double)(sg_mono_ms() - t0) / 1000.0);
-    if (err)
+    err = tx_finish(d, &tx);
+    if (err || k == 0)
         goto done;
     d->ndone = 0;
     sg_metrics_observe(d->metrics, SG_M_BATCH_SIZE, (double)k);

@@ -1,8 +1,9 @@
 /* The transition batch: many transitions, one transaction, one round trip.
  *
  * Everything is sent through libpq's pipeline of prepared statements without
- * waiting for answers, in segments that each end with a Sync. A batch is
- * first sent plain:
+ * waiting for answers, in segments that each end with a Sync. Items are sent
+ * as they are handed in (sg_store_stream_add), so the server works on one
+ * while the caller makes the next. A batch is first sent plain:
  *
  *   BEGIN; [DELETE confirmed outbox rows]                          Sync
  *   <item 1's statements>                                          Sync
@@ -28,8 +29,9 @@
  * sending the next item. Savepoints are not free (a subtransaction per
  * item), hence the plain first try.
  *
- * Answers are read a few items behind the sending, which keeps the server's
- * unread output small so neither side ever blocks on a full socket. */
+ * While items are sent, the answers that have arrived are read without
+ * waiting (see read_answers), which also keeps the server's unread output
+ * small; the COMMIT's answer is waited for. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +39,7 @@
 #include "saga/str.h"
 #include "store/store_int.h"
 
-#define READ_BEHIND 16      /* items sent before their answers are read */
 #define SAVEPOINT_BATCHES 16 /* batches sent with savepoints after a failed item */
-
-/* How one batch is sent. */
-typedef struct plan {
-    bool savepoints;
-    const char *done;   /* int8[] literal of outbox rows to delete, or NULL */
-} plan_t;
 
 static const stmt_id_t batch_stmts[] = {
     ST_BEGIN,         ST_COMMIT,         ST_SAVEPOINT,      ST_SAVEPOINT_RELEASE,
@@ -94,7 +89,7 @@ static bool send_history(sg_store_t *st, const char *saga_id, const sg_store_his
 /* The statements of one item, in the order documented in store.h. Returns
  * how many were queued, or -1 when the connection refused one; '*saga_at'
  * is the index of the saga write (-1 when none). */
-static int send_item(sg_store_t *st, const plan_t *plan, const sg_store_item_t *it,
+static int send_item(sg_store_t *st, const store_stream_t *plan, const sg_store_item_t *it,
                      int *saga_at, int *outbox_at) {
     const char *saga_id = item_saga_id(it);
     int q = 0;
@@ -183,7 +178,7 @@ static int send_item(sg_store_t *st, const plan_t *plan, const sg_store_item_t *
 
 /* BEGIN, the deletes, and the first savepoint. Returns how many were
  * queued, or -1. */
-static int send_begin(sg_store_t *st, const plan_t *plan) {
+static int send_begin(sg_store_t *st, const store_stream_t *plan) {
     params_t p = {0};
     int q = 1;
     if (!queue(st, ST_BEGIN, NULL))
@@ -202,7 +197,7 @@ static int send_begin(sg_store_t *st, const plan_t *plan) {
     return PQpipelineSync(st->conn) == 1 ? q : -1;
 }
 
-static int send_commit(sg_store_t *st, const plan_t *plan) {
+static int send_commit(sg_store_t *st, const store_stream_t *plan) {
     if (plan->savepoints && !queue(st, ST_SAVEPOINT_ROLLBACK, NULL))
         return -1;
     if (!queue(st, ST_COMMIT, NULL))
@@ -212,15 +207,10 @@ static int send_commit(sg_store_t *st, const plan_t *plan) {
 
 /* ---- reading ---- */
 
-typedef struct segment {
-    int nqueries;
-    int saga_at;        /* index of the saga write, -1 when none */
-    int outbox_at;      /* index of the first outbox insert, -1 when none */
-    sg_store_outmsg_t *outbox; /* where the inserted rows' ids go */
-    size_t noutbox;
-    PGresult *error;    /* the first failed statement, owned */
-    int64_t version;    /* what the saga write returned */
-} segment_t;
+
+static segment_t control_segment(int nqueries) {
+    return (segment_t){.nqueries = nqueries, .saga_at = -1, .outbox_at = -1};
+}
 
 /* An answer that ends the batch: a lost connection, or one out of step. */
 static sg_err_t lost(sg_store_t *st, PGresult *res) {
@@ -229,60 +219,81 @@ static sg_err_t lost(sg_store_t *st, PGresult *res) {
     return err == SG_ERR_CONN ? err : SG_ERR_INTERNAL;
 }
 
+/* One statement's answer. */
+static sg_err_t take_answer(sg_store_t *st, segment_t *seg, PGresult *res) {
+    int q = seg->got;
+    switch (PQresultStatus(res)) {
+    case PGRES_TUPLES_OK:
+        if (q == seg->saga_at && PQntuples(res) == 1)
+            seg->version = cell_int(res, 0, 0);
+        if (seg->outbox_at >= 0 && q >= seg->outbox_at &&
+            (size_t)(q - seg->outbox_at) < seg->noutbox && PQntuples(res) == 1)
+            seg->outbox[q - seg->outbox_at].id = cell_int(res, 0, 0);
+        /* fall through */
+    case PGRES_COMMAND_OK:
+    case PGRES_PIPELINE_ABORTED:
+        PQclear(res);
+        return SG_OK;
+    case PGRES_FATAL_ERROR:
+        if (PQstatus(st->conn) != CONNECTION_OK)
+            return lost(st, res);
+        if (seg->error)
+            PQclear(res);
+        else
+            seg->error = res;
+        return SG_OK;
+    default:
+        return lost(st, res);
+    }
+}
+
 /* Reads the answers to one segment: each statement's result followed by a
  * NULL, then the Sync. A statement that failed is kept in seg->error; the
- * ones after it come back PGRES_PIPELINE_ABORTED. */
-static sg_err_t read_segment(sg_store_t *st, segment_t *seg) {
-    for (int q = 0; q < seg->nqueries; q++) {
+ * ones after it come back PGRES_PIPELINE_ABORTED. Without 'wait' it stops
+ * (*done false) at the first answer that has not arrived, and goes on from
+ * there when called again. */
+static sg_err_t read_segment(sg_store_t *st, segment_t *seg, bool wait, bool *done) {
+    *done = false;
+    for (;;) {
+        if (!wait && PQisBusy(st->conn))
+            return SG_OK;
         PGresult *res = PQgetResult(st->conn);
+        if (seg->got == seg->nqueries) {
+            if (PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+                return lost(st, res);
+            PQclear(res);
+            *done = true;
+            return SG_OK;
+        }
+        if (seg->between) {
+            if (res)
+                return lost(st, res);
+            seg->between = false;
+            seg->got++;
+            continue;
+        }
         if (!res)
             return lost(st, NULL);
-        switch (PQresultStatus(res)) {
-        case PGRES_TUPLES_OK:
-            if (q == seg->saga_at && PQntuples(res) == 1)
-                seg->version = cell_int(res, 0, 0);
-            if (seg->outbox_at >= 0 && q >= seg->outbox_at &&
-                (size_t)(q - seg->outbox_at) < seg->noutbox && PQntuples(res) == 1)
-                seg->outbox[q - seg->outbox_at].id = cell_int(res, 0, 0);
-            /* fall through */
-        case PGRES_COMMAND_OK:
-        case PGRES_PIPELINE_ABORTED:
-            PQclear(res);
-            break;
-        case PGRES_FATAL_ERROR:
-            if (PQstatus(st->conn) != CONNECTION_OK)
-                return lost(st, res);
-            if (seg->error)
-                PQclear(res);
-            else
-                seg->error = res;
-            break;
-        default:
-            return lost(st, res);
-        }
-        if ((res = PQgetResult(st->conn)) != NULL)
-            return lost(st, res);
+        sg_err_t err = take_answer(st, seg, res);
+        if (err)
+            return err;
+        seg->between = true;
     }
-    PGresult *sync = PQgetResult(st->conn);
-    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
-        return lost(st, sync);
-    PQclear(sync);
-    return SG_OK;
 }
 
 /* The outcome of one item from its segment's answers. */
-static sg_err_t finish_item(sg_store_t *st, sg_store_item_t *it, segment_t *seg) {
-    sg_err_t err = read_segment(st, seg);
-    if (err) {
-        PQclear(seg->error);
+static sg_err_t finish_item(sg_store_t *st, sg_store_item_t *it, segment_t *seg, bool wait,
+                            bool *done) {
+    sg_err_t err = read_segment(st, seg, wait, done);
+    if (err || !*done)
         return err;
-    }
     if (seg->error) {
         it->result = store_classify(st->conn, seg->error);
         store_result_message(st->conn, seg->error, it->errmsg, sizeof it->errmsg);
         if (it->result == SG_ERR_CONN) /* the server is going away */
             err = store_fail(st, seg->error, "batch not committed");
         PQclear(seg->error);
+        seg->error = NULL;
     } else if (it->saga) {
         it->new_version = seg->version;
     }
@@ -291,123 +302,242 @@ static sg_err_t finish_item(sg_store_t *st, sg_store_item_t *it, segment_t *seg)
 
 /* A segment of transaction control (BEGIN or COMMIT): its failure fails the
  * whole batch. */
-static sg_err_t finish_control(sg_store_t *st, int nqueries, const char *what) {
-    segment_t seg = {.nqueries = nqueries, .saga_at = -1, .outbox_at = -1};
-    sg_err_t err = read_segment(st, &seg);
-    if (!err && seg.error) {
-        err = store_fail(st, seg.error, what);
+static sg_err_t finish_control(sg_store_t *st, segment_t *seg, const char *what, bool wait,
+                               bool *done) {
+    sg_err_t err = read_segment(st, seg, wait, done);
+    if (!err && *done && seg->error) {
+        err = store_fail(st, seg->error, what);
         if (err != SG_ERR_CONN)
             err = SG_ERR_INTERNAL;
     }
-    PQclear(seg.error);
+    if (err || *done) {
+        PQclear(seg->error);
+        seg->error = NULL;
+    }
     return err;
 }
 
 /* ---- the batch ---- */
 
-/* Reads item k's answers; the BEGIN segment's come before item 0's. */
-static sg_err_t read_item(sg_store_t *st, int nbegin, sg_store_item_t *items, segment_t *segs,
-                          size_t k) {
-    sg_err_t err = k == 0 ? finish_control(st, nbegin, "cannot begin the batch") : SG_OK;
-    return err ? err : finish_item(st, &items[k], &segs[k]);
-}
-
-/* Sends and reads one batch. '*failed' tells whether an item failed. */
-static sg_err_t run_pipeline(sg_store_t *st, const plan_t *plan, sg_store_item_t *items,
-                             size_t n, segment_t *segs, bool *failed) {
-    sg_err_t err;
-    int nbegin = send_begin(st, plan);
-    if (nbegin < 0)
-        return store_fail(st, NULL, "batch not sent");
+static void set_all(sg_store_item_t **items, size_t n, sg_err_t err, const char *msg) {
     for (size_t i = 0; i < n; i++) {
-        segs[i] = (segment_t){.outbox = items[i].outbox, .noutbox = items[i].noutbox};
-        segs[i].nqueries = send_item(st, plan, &items[i], &segs[i].saga_at, &segs[i].outbox_at);
-        if (segs[i].nqueries < 0)
-            return store_fail(st, NULL, "batch not sent");
-        if (i >= READ_BEHIND && (err = read_item(st, nbegin, items, segs, i - READ_BEHIND)))
-            return err;
-    }
-    int ncommit = send_commit(st, plan);
-    if (ncommit < 0)
-        return store_fail(st, NULL, "batch not sent");
-    for (size_t k = n > READ_BEHIND ? n - READ_BEHIND : 0; k < n; k++)
-        if ((err = read_item(st, nbegin, items, segs, k)))
-            return err;
-    if (n == 0 && (err = finish_control(st, nbegin, "cannot begin the batch")))
-        return err;
-    *failed = false;
-    for (size_t k = 0; k < n; k++)
-        *failed |= items[k].result != SG_OK;
-    return finish_control(st, ncommit, "cannot commit the batch");
-}
-
-static void set_all(sg_store_item_t *items, size_t n, sg_err_t err, const char *msg) {
-    for (size_t i = 0; i < n; i++) {
-        items[i].result = err;
+        items[i]->result = err;
         if (err)
-            sg_str_copy(items[i].errmsg, sizeof items[i].errmsg, msg);
+            sg_str_copy(items[i]->errmsg, sizeof items[i]->errmsg, msg);
     }
 }
 
-static void reset_items(sg_store_item_t *items, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        items[i].result = SG_OK;
-        items[i].new_version = 0;
-        items[i].errmsg[0] = '\0';
-        for (size_t k = 0; k < items[i].noutbox; k++)
-            items[i].outbox[k].id = 0;
-    }
+static void reset_item(sg_store_item_t *it) {
+    it->result = SG_OK;
+    it->new_version = 0;
+    it->errmsg[0] = '\0';
+    for (size_t k = 0; k < it->noutbox; k++)
+        it->outbox[k].id = 0;
 }
 
-/* One try in pipeline mode; '*failed' as in run_pipeline. */
-static sg_err_t try_batch(sg_store_t *st, const plan_t *plan, sg_store_item_t *items, size_t n,
-                          segment_t *segs, bool *failed) {
-    reset_items(items, n);
+/* Stops the stream on its first error; the connection is started afresh
+ * by the next call, since the pipeline may still hold answers. */
+static sg_err_t stream_fail(sg_store_t *st, sg_err_t err) {
+    if (err && !st->stream.err) {
+        st->stream.err = err;
+        st->broken = true;
+    }
+    return st->stream.err;
+}
+
+/* Reads the answers that have arrived, in order: BEGIN's, then each
+ * item's. With 'wait', every answer to what was sent, however long it
+ * takes; without, never blocks: while a stream is being sent the thread
+ * must not wait on one connection while another of its connections holds
+ * an open transaction, or two daemons could wait on each other's locks
+ * where the database cannot see it. */
+static sg_err_t read_answers(sg_store_t *st, bool wait) {
+    store_stream_t *s = &st->stream;
+    bool done = true;
+    sg_err_t err = SG_OK;
+    if (!wait && PQconsumeInput(st->conn) != 1)
+        return store_fail(st, NULL, "batch not committed");
+    if (!s->begin_read) {
+        err = finish_control(st, &s->ctl, "cannot begin the batch", wait, &done);
+        if (err || !done)
+            return err;
+        s->begin_read = true;
+    }
+    while (!err && done && s->nread < s->n) {
+        err = finish_item(st, s->items[s->nread], &s->segs[s->nread], wait, &done);
+        if (!err && done)
+            s->nread++;
+    }
+    return err;
+}
+
+/* Frees the answers kept from segments not finished (after an error). */
+static void stream_clear(store_stream_t *s) {
+    for (size_t k = 0; k < s->n; k++) {
+        PQclear(s->segs[k].error);
+        s->segs[k].error = NULL;
+    }
+    PQclear(s->ctl.error);
+    s->ctl.error = NULL;
+}
+
+/* Sends item k of the stream (already in its list), then reads whatever
+ * answers are in. */
+static sg_err_t send_next(sg_store_t *st, size_t k) {
+    store_stream_t *s = &st->stream;
+    sg_store_item_t *it = s->items[k];
+    reset_item(it);
+    s->segs[k] = (segment_t){.outbox = it->outbox, .noutbox = it->noutbox};
+    s->segs[k].nqueries = send_item(st, s, it, &s->segs[k].saga_at, &s->segs[k].outbox_at);
+    if (s->segs[k].nqueries < 0)
+        return store_fail(st, NULL, "batch not sent");
+    return read_answers(st, false);
+}
+
+/* Enters pipeline mode and sends BEGIN (and the deletes). */
+static sg_err_t stream_open(sg_store_t *st) {
+    store_stream_t *s = &st->stream;
+    stream_clear(s);
+    s->nread = 0;
+    s->sealed = false;
+    s->begin_read = false;
     if (PQenterPipelineMode(st->conn) != 1)
         return store_fail(st, NULL, "cannot enter pipeline mode");
-    sg_err_t err = run_pipeline(st, plan, items, n, segs, failed);
-    /* After a failure the pipeline may still hold answers: start the next
-     * call on a fresh connection rather than read them. */
-    if (err || PQexitPipelineMode(st->conn) != 1)
-        st->broken = true;
+    int nbegin = send_begin(st, s);
+    s->ctl = control_segment(nbegin);
+    return nbegin < 0 ? store_fail(st, NULL, "batch not sent") : SG_OK;
+}
+
+static sg_err_t stream_seal(sg_store_t *st) {
+    store_stream_t *s = &st->stream;
+    if (s->sealed)
+        return SG_OK;
+    s->sealed = true;
+    s->ncommit = send_commit(st, s);
+    return s->ncommit < 0 ? store_fail(st, NULL, "batch not sent") : SG_OK;
+}
+
+/* Reads every answer left and leaves pipeline mode; '*failed' tells whether
+ * an item failed (then the COMMIT rolled everything back). */
+static sg_err_t stream_close(sg_store_t *st, bool *failed) {
+    store_stream_t *s = &st->stream;
+    bool done;
+    sg_err_t err = stream_seal(st);
+    if (!err)
+        err = read_answers(st, true);
+    *failed = false;
+    for (size_t k = 0; !err && k < s->n; k++)
+        *failed |= s->items[k]->result != SG_OK;
+    if (!err) {
+        s->ctl = control_segment(s->ncommit);
+        err = finish_control(st, &s->ctl, "cannot commit the batch", true, &done);
+    }
+    if (!err && PQexitPipelineMode(st->conn) != 1)
+        err = store_fail(st, NULL, "cannot leave pipeline mode");
+    return err;
+}
+
+void store_stream_release(sg_store_t *st) {
+    store_stream_t *s = &st->stream;
+    stream_clear(s);
+    free(s->done);
+    free(s->items);
+    free(s->segs);
+    *s = (store_stream_t){0};
+}
+
+sg_err_t sg_store_stream_begin(sg_store_t *st, const int64_t *done, size_t ndone) {
+    store_stream_t *s = &st->stream;
+    free(s->done);
+    s->done = NULL;
+    s->n = s->nread = 0;
+    s->err = SG_OK;
+    s->open = true;
+    s->savepoints = st->savepoint_batches > 0;
+    sg_err_t err = store_ready(st);
+    for (size_t i = 0; !err && i < sizeof batch_stmts / sizeof batch_stmts[0]; i++)
+        err = store_prepare(st, batch_stmts[i]);
+    if (!err && ndone && !(s->done = store_ids_array(done, ndone))) {
+        store_set_error(st, "out of memory for %zu outbox ids", ndone);
+        err = SG_ERR_NOMEM;
+    }
+    if (!err)
+        err = stream_open(st);
+    return stream_fail(st, err);
+}
+
+sg_err_t sg_store_stream_add(sg_store_t *st, sg_store_item_t *item) {
+    store_stream_t *s = &st->stream;
+    if (!s->open)
+        return SG_ERR_INTERNAL;
+    if (s->err) {
+        item->result = s->err;
+        return s->err;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        sg_store_item_t **items = realloc(s->items, cap * sizeof *items);
+        if (items)
+            s->items = items;
+        segment_t *segs = items ? realloc(s->segs, cap * sizeof *segs) : NULL;
+        if (segs)
+            s->segs = segs;
+        if (!items || !segs) {
+            store_set_error(st, "out of memory for a batch of %zu", cap);
+            item->result = SG_ERR_NOMEM;
+            return stream_fail(st, SG_ERR_NOMEM);
+        }
+        s->cap = cap;
+    }
+    s->items[s->n++] = item;
+    return stream_fail(st, send_next(st, s->n - 1));
+}
+
+sg_err_t sg_store_stream_seal(sg_store_t *st) {
+    store_stream_t *s = &st->stream;
+    if (!s->open)
+        return SG_ERR_INTERNAL;
+    return s->err ? s->err : stream_fail(st, stream_seal(st));
+}
+
+sg_err_t sg_store_stream_finish(sg_store_t *st) {
+    store_stream_t *s = &st->stream;
+    if (!s->open)
+        return SG_ERR_INTERNAL;
+    bool failed = false;
+    sg_err_t err = s->err ? s->err : stream_close(st, &failed);
+    if (!err && failed && !s->savepoints) {
+        /* Rolled back: again, each item on its own. */
+        s->savepoints = true;
+        st->savepoint_batches = SAVEPOINT_BATCHES;
+        err = stream_open(st);
+        for (size_t k = 0; !err && k < s->n; k++)
+            err = send_next(st, k);
+        if (!err)
+            err = stream_close(st, &failed);
+    } else if (!err && s->savepoints) {
+        st->savepoint_batches = failed ? SAVEPOINT_BATCHES : st->savepoint_batches - 1;
+    }
+    stream_fail(st, err);
+    stream_clear(s);
+    if (err)
+        set_all(s->items, s->n, err, st->errmsg);
+    s->open = false;
+    free(s->done);
+    s->done = NULL;
     return err;
 }
 
 sg_err_t sg_store_batch_delete(sg_store_t *st, sg_store_item_t *items, size_t n,
                                const int64_t *done, size_t ndone) {
-    reset_items(items, n);
+    for (size_t i = 0; i < n; i++)
+        reset_item(&items[i]);
     if (n == 0 && ndone == 0)
         return SG_OK;
-    plan_t plan = {.savepoints = st->savepoint_batches > 0};
-    sg_err_t err = store_ready(st);
-    for (size_t i = 0; !err && i < sizeof batch_stmts / sizeof batch_stmts[0]; i++)
-        err = store_prepare(st, batch_stmts[i]);
-    char *done_text = NULL;
-    if (!err && ndone && !(plan.done = done_text = store_ids_array(done, ndone))) {
-        store_set_error(st, "out of memory for %zu outbox ids", ndone);
-        err = SG_ERR_NOMEM;
-    }
-    segment_t *segs = err ? NULL : calloc(n ? n : 1, sizeof *segs);
-    if (!err && !segs) {
-        store_set_error(st, "out of memory for a batch of %zu", n);
-        err = SG_ERR_NOMEM;
-    }
-    bool failed = false;
-    if (!err)
-        err = try_batch(st, &plan, items, n, segs, &failed);
-    if (!err && failed && !plan.savepoints) {
-        /* Rolled back: again, each item on its own. */
-        plan.savepoints = true;
-        st->savepoint_batches = SAVEPOINT_BATCHES;
-        err = try_batch(st, &plan, items, n, segs, &failed);
-    } else if (!err && plan.savepoints) {
-        st->savepoint_batches = failed ? SAVEPOINT_BATCHES : st->savepoint_batches - 1;
-    }
-    free(segs);
-    free(done_text);
-    if (err)
-        set_all(items, n, err, st->errmsg);
-    return err;
+    sg_store_stream_begin(st, done, ndone);
+    for (size_t i = 0; i < n; i++)
+        sg_store_stream_add(st, &items[i]);
+    return sg_store_stream_finish(st);
 }
 
 sg_err_t sg_store_batch(sg_store_t *st, sg_store_item_t *items, size_t n) {

@@ -58,6 +58,7 @@ nomem:
 void sg_store_destroy(sg_store_t *st) {
     if (!st)
         return;
+    store_stream_release(st);
     PQfinish(st->conn);
     free(st->conninfo);
     free(st);

@@ -69,6 +69,36 @@ typedef struct stmt {
 
 extern const stmt_t sg_store_stmts[ST_COUNT_];
 
+/* The answers to one segment of a batch's pipeline (batch.c): the
+ * statements of one item, or BEGIN or COMMIT, up to a Sync. */
+typedef struct segment {
+    int nqueries;
+    int saga_at;        /* index of the saga write, -1 when none */
+    int outbox_at;      /* index of the first outbox insert, -1 when none */
+    sg_store_outmsg_t *outbox; /* where the inserted rows' ids go */
+    size_t noutbox;
+    PGresult *error;    /* the first failed statement, owned */
+    int64_t version;    /* what the saga write returned */
+    int got;            /* statements whose answer was read */
+    bool between;       /* the NULL after answer 'got' comes next */
+} segment_t;
+
+/* The batch being sent (batch.c): the items handed in so far, with the
+ * answers read for the first 'nread'. */
+typedef struct store_stream {
+    bool open;
+    bool sealed;                   /* COMMIT sent */
+    bool savepoints;               /* one savepoint per item */
+    bool begin_read;               /* the BEGIN segment's answers are in */
+    char *done;                    /* int8[] literal of outbox rows to delete */
+    int ncommit;                   /* statements of the COMMIT segment */
+    sg_store_item_t **items;
+    segment_t *segs;
+    segment_t ctl;                 /* the BEGIN or COMMIT segment */
+    size_t n, nread, cap;
+    sg_err_t err;                  /* what stopped the stream, SG_OK while none */
+} store_stream_t;
+
 struct sg_store {
     PGconn *conn;
     char *conninfo;
@@ -76,8 +106,12 @@ struct sg_store {
     bool prepared[ST_COUNT_];      /* on this connection */
     int64_t outbox_lease_ms;       /* new outbox rows taken for this long */
     int savepoint_batches;         /* next batches to send with savepoints */
+    store_stream_t stream;
     char errmsg[512];
 };
+
+/* Frees what the batch stream holds (sg_store_destroy). */
+void store_stream_release(sg_store_t *st);
 
 /* ---- parameters of one statement ---- */
 

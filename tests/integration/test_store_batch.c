@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "testdb.h"
@@ -232,7 +234,8 @@ static void test_items_on_one_saga_in_one_batch_chain_their_versions(void **stat
     sg_store_free(got);
 }
 
-/* More items than the pipeline reads behind, every seventh one stale. */
+/* A batch larger than the server's unread answers should grow, every
+ * seventh item stale. */
 static void test_a_large_batch_commits_every_good_item(void **state) {
     (void)state;
     enum { N = 300 };
@@ -261,6 +264,80 @@ static void test_a_large_batch_commits_every_good_item(void **state) {
                      ok);
 }
 
+/* Polls a count until it reaches 'want' (5 s at most). */
+static bool count_reaches(const char *sql, int64_t want) {
+    for (int i = 0; i < 500; i++) {
+        if (testdb_scalar(sql) >= want)
+            return true;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* A daemon streams items over two connections from one thread; if adding
+ * an item waited for an earlier item's answer while that item waited on a
+ * row lock, the thread would never seal the transaction the lock belongs
+ * to. Here one thread holds the lock in stream A and streams into B, whose
+ * first item waits on it: every add to B must return at once, more of them
+ * than any read-behind would allow, and once A commits, B's stale item
+ * comes back a conflict and the rest commit. */
+static void test_adding_to_a_stream_never_waits_on_a_row_lock(void **state) {
+    (void)state;
+    enum { N = 40 };
+    alarm(30); /* a wait that never ends fails the test instead of hanging it */
+    sg_store_saga_t s1 = testdb_saga("locked", "running", "{\"n\": 1}");
+    sg_store_item_t first = create_item(&s1, "msg-locked-1", NULL);
+    assert_int_equal(sg_store_batch(st, &first, 1), SG_OK);
+    sg_store_t *other = testdb_store();
+    assert_non_null(other);
+
+    sg_store_saga_t mine = testdb_saga("locked", "running", "{\"n\": \"mine\"}");
+    sg_store_item_t a = create_item(&mine, "msg-locked-a", NULL);
+    a.expected_version = 1;
+    assert_int_equal(sg_store_stream_begin(st, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_stream_add(st, &a), SG_OK);
+    /* A holds the row once its update ran: its connection sits idle in
+     * its transaction. */
+    assert_true(count_reaches("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                              " current_database() AND state = 'idle in transaction'", 1));
+
+    static char ids[N][32], msg_ids[N][32];
+    static sg_store_saga_t sagas[N];
+    static sg_store_item_t items[N + 1];
+    sg_store_saga_t theirs = testdb_saga("locked", "failed", "{\"n\": \"theirs\"}");
+    items[0] = create_item(&theirs, "msg-locked-b", NULL);
+    items[0].expected_version = 1;
+    assert_int_equal(sg_store_stream_begin(other, NULL, 0), SG_OK);
+    for (int i = 0; i <= N; i++) {
+        if (i > 0) {
+            snprintf(ids[i - 1], sizeof ids[i - 1], "unlocked-%02d", i);
+            snprintf(msg_ids[i - 1], sizeof msg_ids[i - 1], "msg-unlocked-%02d", i);
+            sagas[i - 1] = testdb_saga(ids[i - 1], "running", "{}");
+            items[i] = create_item(&sagas[i - 1], msg_ids[i - 1], NULL);
+        }
+        assert_int_equal(sg_store_stream_add(other, &items[i]), SG_OK);
+    }
+    assert_true(count_reaches("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                              " current_database() AND wait_event_type = 'Lock'", 1));
+    assert_int_equal(sg_store_stream_seal(other), SG_OK);
+
+    assert_int_equal(sg_store_stream_finish(st), SG_OK);
+    assert_int_equal(a.result, SG_OK);
+    assert_int_equal(sg_store_stream_finish(other), SG_OK);
+    assert_int_equal(items[0].result, SG_ERR_CONFLICT);
+    for (int i = 1; i <= N; i++)
+        assert_int_equal(items[i].result, SG_OK);
+    sg_store_saga_t *got = NULL;
+    assert_int_equal(sg_store_saga_load(st, "locked", &got), SG_OK);
+    assert_int_equal(got->version, 2);
+    assert_string_equal(got->state, "{\"n\": \"mine\"}");
+    sg_store_free(got);
+    assert_int_equal(testdb_scalar("SELECT count(*) FROM sagas WHERE id LIKE 'unlocked-%'"), N);
+    sg_store_destroy(other);
+    alarm(0);
+}
+
 static void test_an_empty_batch_is_nothing(void **state) {
     (void)state;
     assert_int_equal(sg_store_batch(st, NULL, 0), SG_OK);
@@ -273,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_bad_items_in_the_middle_leave_the_others_committed),
         cmocka_unit_test(test_items_on_one_saga_in_one_batch_chain_their_versions),
         cmocka_unit_test(test_a_large_batch_commits_every_good_item),
+        cmocka_unit_test(test_adding_to_a_stream_never_waits_on_a_row_lock),
         cmocka_unit_test(test_an_empty_batch_is_nothing),
     };
     return cmocka_run_group_tests_name("store_batch", tests, setup, teardown);

@@ -218,6 +218,17 @@ bench_cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
+# The whole machine's busy CPU ticks (all cores, from /proc/stat).
+bench_machine_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Pid of the broker a transport goes through (the Kafka dev broker, or the
+# RabbitMQ node); nothing when it cannot be found.
+bench_broker_pid() {
+    if [[ $1 == kafka ]]; then kafka_pid || true; else rmq_pid || true; fi
+}
+
 # A field of /proc/PID/status in kB (VmHWM, VmRSS).
 bench_proc_kb() {
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
@@ -293,6 +304,10 @@ bench_measure() {
     bench_db_fresh sagas
     bench_sagad_start "$transport" "$workers" "$name"
     local tup0 tup1 pgcpu0 pgcpu1 cpu0=() cpu=0 hwm=0 hwm_sum=0 rss=0 commits0 commits1 trans0 trans1 v
+    local broker bcpu0=0 bcpu1=0 m0 m1
+    broker=$(bench_broker_pid "$transport")
+    [[ -n $broker ]] && bcpu0=$(bench_cpu_ticks "$broker")
+    m0=$(bench_machine_ticks)
     for ((k = 0; k < workers; k++)); do cpu0+=("$(bench_cpu_ticks "${SAGAD_PIDS[k]}")"); done
     commits0=$(bench_commits sagas)
     tup0=$(bench_tuples sagas)
@@ -326,6 +341,8 @@ bench_measure() {
     sleep "${BENCH_SETTLE_SECONDS:-0}"
     trans1=$(bench_metric_sum sagad_transitions_total)
     pgcpu1=$(bench_pg_cpu_ticks)
+    m1=$(bench_machine_ticks)
+    [[ -n $broker ]] && bcpu1=$(bench_cpu_ticks "$broker")
     for ((k = 0; k < workers; k++)); do
         cpu=$((cpu + $(bench_cpu_ticks "${SAGAD_PIDS[k]}") - cpu0[k]))
         v=$(bench_proc_kb "${SAGAD_PIDS[k]}" VmHWM)
@@ -343,6 +360,8 @@ bench_measure() {
         --argjson tup0 "$tup0" --argjson tup1 "$tup1" --argjson just_before "$just_before" \
         --argjson hwm "$hwm" --argjson hwm_sum "$hwm_sum" --argjson rss "$rss" \
         --argjson in_sagad "$(bench_hist_ms sagad_reply_to_command_seconds)" \
+        --argjson broker_ticks "$([[ -n $broker ]] && echo $((bcpu1 - bcpu0)) || echo null)" \
+        --argjson busy "$((m1 - m0))" \
         '{name: $name, transport: $transport, workers: $workers, ok: $ok,
           sagas: .completed, seconds: .seconds, sagas_per_s: .sagas_per_s,
           transitions: $transitions,
@@ -358,6 +377,10 @@ bench_measure() {
               (if $transitions > 0 then $cpu_ticks / $hz * 1000 / $transitions else null end),
           postgres_cpu_s_per_1000_transitions:
               (if $transitions > 0 then $pg_ticks / $hz * 1000 / $transitions else null end),
+          broker_cpu_s_per_1000_transitions:
+              (if $transitions > 0 and $broker_ticks != null then $broker_ticks / $hz * 1000 / $transitions else null end),
+          machine_cpu_s_per_1000_transitions:
+              (if $transitions > 0 then $busy / $hz * 1000 / $transitions else null end),
           sagad_peak_rss_kb: $hwm, sagad_peak_rss_kb_all_workers: $hwm_sum,
           sagad_rss_kb_at_end: $rss,
           db_commits: $commits,

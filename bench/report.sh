@@ -24,6 +24,10 @@ jq -n --slurpfile settings "$OUT/settings.json" --slurpfile pg "$OUT/pgbench.jso
             sagad_peak_rss_mb: (.sagad_peak_rss_kb / 1024 | r2),
             sagad_cpu_s_per_1000_transitions: (.sagad_cpu_s_per_1000_transitions | r2),
             postgres_cpu_s_per_1000_transitions: (.postgres_cpu_s_per_1000_transitions | r2),
+            broker_cpu_s_per_1000_transitions: (.broker_cpu_s_per_1000_transitions | r2),
+            machine_cpu_s_per_1000_transitions: (.machine_cpu_s_per_1000_transitions | r2),
+            machine_cores_busy: (if .machine_cpu_s_per_1000_transitions == null then null
+                else .machine_cpu_s_per_1000_transitions * .transitions_per_s / 1000 | r2 end),
             db_commits_per_transition: (.db_commits_per_transition | r2),
             ratio_to_pgbench_4_clients: (.transitions_per_s / $ceiling | r2),
             pgbench_4_clients_just_before: (.pgbench_4_clients_just_before | r2),
@@ -66,7 +70,7 @@ jq -r '.pgbench | "pgbench ceiling (\(.seconds_each) s each): \(.tps_1_client | 
     "$OUT/results.json" >"$OUT/results.txt"
 jq -r '
   def f: if . == null then "-" else tostring end;
-  (["transport", "sagas/s", "trans/s", "x pgbench4", "x pg4 now", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "in sagad p50", "in sagad p99", "RSS MB", "CPU s/1k", "PG CPU s/1k", "commits/tr"] | @tsv),
+  (["transport", "sagas/s", "trans/s", "x pgbench4", "x pg4 now", "p50 ms", "p99 ms", "max ms", "half p50", "half p99", "half max", "in sagad p50", "in sagad p99", "RSS MB", "CPU s/1k", "PG CPU s/1k", "broker CPU s/1k", "all CPU s/1k", "cores busy", "commits/tr"] | @tsv),
   (.transports | to_entries[] | .key as $t | .value as $v | [$t,
      ($v.saturation.sagas_per_s | f), ($v.saturation.transitions_per_s | f),
      ($v.saturation.ratio_to_pgbench_4_clients | f), ($v.saturation.ratio_to_pgbench_just_before | f),
@@ -77,6 +81,8 @@ jq -r '
      ($v.half.sagad_reply_to_command_ms.p50_ms | f), ($v.half.sagad_reply_to_command_ms.p99_ms | f),
      ($v.saturation.sagad_peak_rss_mb | f), ($v.saturation.sagad_cpu_s_per_1000_transitions | f),
      ($v.saturation.postgres_cpu_s_per_1000_transitions | f),
+     ($v.saturation.broker_cpu_s_per_1000_transitions | f),
+     ($v.saturation.machine_cpu_s_per_1000_transitions | f), ($v.saturation.machine_cores_busy | f),
      ($v.saturation.db_commits_per_transition | f)] | @tsv),
   "-",
   (["transport", "workers", "sagas/s", "trans/s", "x pgbench4", "x pg4 now", "p99 ms", "CPU s/1k", "commits/tr"] | @tsv),

@@ -66,8 +66,8 @@ sg_saga_t *sg_saga_copy(const sg_saga_t *saga);
 /* Whether two states are the same, field for field. */
 bool sg_saga_equal(const sg_saga_t *a, const sg_saga_t *b);
 
-/* The complete state as JSON (a new reference); sg_saga_from_json reads it
- * back. to_json(from_json(to_json(s))) is equal to to_json(s), and so are
+/* The complete state as JSON (a new reference); its "context" is the
+ * saga's own, shared, not to be changed. sg_saga_from_json reads it back. to_json(from_json(to_json(s))) is equal to to_json(s), and so are
  * their dumps with JSON_SORT_KEYS. */
 json_t *sg_saga_to_json(const sg_saga_t *saga);
 /* On error returns SG_ERR_INVALID with the first problem in errstr. */

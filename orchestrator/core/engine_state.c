@@ -249,7 +249,7 @@ json_t *sg_saga_to_json(const sg_saga_t *saga) {
         json_array_append_new(steps, step_to_json(&saga->steps[i]));
     return sg_engine_xjson(json_pack(
         "{s:i,s:s,s:s,s:i,s:s,s:s,s:i,s:b,s:b,s:b,s:I,s:b,s:s,s:s,s:i,s:i,s:o,"
-        "s:I,s:I,s:o,s:o}",
+        "s:I,s:I,s:O,s:o}",
         "format", FORMAT_VERSION, "id", saga->id, "type", saga->type,
         "definition_version", saga->def_version, "definition_sha256", saga->def_sha256,
         "status", sg_saga_status_str(saga->status), "stage", saga->stage,
@@ -259,7 +259,7 @@ json_t *sg_saga_to_json(const sg_saga_t *saga) {
         "traceparent", saga->traceparent, "rng", rng, "events", saga->events,
         "completions", saga->completions, "reason", str_or_null(saga->reason),
         "created_ms", (json_int_t)saga->created_ms, "updated_ms", (json_int_t)saga->updated_ms,
-        "context", sg_engine_xjson(json_deep_copy(saga->context)), "steps", steps));
+        "context", saga->context, "steps", steps));
 }
 
 /* A reader that remembers the first problem. */

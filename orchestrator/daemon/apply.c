@@ -468,6 +468,21 @@ static sg_err_t tx_finish(sagad_t *d, round_tx_t *tx) {
     return err;
 }
 
+/* How many items a round can have: one per saga with a pending work and a
+ * loaded state. 'seen' is scratch, one per slot, left all false. */
+static size_t round_size(const slots_t *s, sg_work_t **works, size_t n, bool *seen) {
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = s->of_work[i];
+        if (works[i]->state == WORK_PENDING && !seen[j] && s->v[j].loaded) {
+            seen[j] = true;
+            size++;
+        }
+    }
+    memset(seen, 0, (s->n ? s->n : 1) * sizeof *seen);
+    return size;
+}
+
 /* Picks the first pending work of each saga, commits their items in one
  * batch and settles each. Sets *npicked (0: nothing left to do). */
 static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
@@ -475,7 +490,7 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
     pick_t *picks = calloc(n ? n : 1, sizeof *picks);
     sg_store_item_t *items = calloc(n ? n : 1, sizeof *items);
     bool *taken = calloc(s->n ? s->n : 1, sizeof *taken);
-    size_t k = 0, expected = 0;
+    size_t k = 0;
     sg_err_t err = SG_OK;
     int64_t now = sg_now_ms();
     round_tx_t tx;
@@ -483,13 +498,7 @@ static sg_err_t round_run(sagad_t *d, slots_t *s, sg_work_t **works, size_t n,
         err = SG_ERR_NOMEM;
         goto done;
     }
-    for (size_t i = 0; i < n; i++) {
-        size_t j = s->of_work[i];
-        if (works[i]->state == WORK_PENDING && !taken[j] && s->v[j].loaded)
-            taken[j] = true, expected++;
-    }
-    memset(taken, 0, (s->n ? s->n : 1) * sizeof *taken);
-    tx_init(d, &tx, expected);
+    tx_init(d, &tx, round_size(s, works, n, taken));
     for (size_t i = 0; i < n; i++) {
         size_t j = s->of_work[i];
         if (works[i]->state != WORK_PENDING || taken[j] || !s->v[j].loaded)

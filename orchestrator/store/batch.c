@@ -345,16 +345,18 @@ static sg_err_t stream_fail(sg_store_t *st, sg_err_t err) {
     return st->stream.err;
 }
 
-/* Reads the answers that have arrived, in order: BEGIN's, then each
- * item's. With 'wait', every answer to what was sent, however long it
- * takes; without, never blocks: while a stream is being sent the thread
- * must not wait on one connection while another of its connections holds
- * an open transaction, or two daemons could wait on each other's locks
- * where the database cannot see it. */
+/* Reads the answers that have arrived to what was sent, in order: BEGIN's,
+ * then each item's (when a batch is sent again, only the items sent again
+ * so far: the others have no answer coming). With 'wait', every one,
+ * however long it takes; without, never blocks: while a stream is being
+ * sent the thread must not wait on one connection while another of its
+ * connections holds an open transaction, or two daemons could wait on
+ * each other's locks where the database cannot see it. */
 static sg_err_t read_answers(sg_store_t *st, bool wait) {
     store_stream_t *s = &st->stream;
     bool done = true;
     sg_err_t err = SG_OK;
+    size_t upto = s->nsent;
     if (!wait && PQconsumeInput(st->conn) != 1)
         return store_fail(st, NULL, "batch not committed");
     if (!s->begin_read) {
@@ -363,7 +365,7 @@ static sg_err_t read_answers(sg_store_t *st, bool wait) {
             return err;
         s->begin_read = true;
     }
-    while (!err && done && s->nread < s->n) {
+    while (!err && done && s->nread < upto) {
         err = finish_item(st, s->items[s->nread], &s->segs[s->nread], wait, &done);
         if (!err && done)
             s->nread++;
@@ -391,6 +393,7 @@ static sg_err_t send_next(sg_store_t *st, size_t k) {
     s->segs[k].nqueries = send_item(st, s, it, &s->segs[k].saga_at, &s->segs[k].outbox_at);
     if (s->segs[k].nqueries < 0)
         return store_fail(st, NULL, "batch not sent");
+    s->nsent = k + 1;
     return read_answers(st, false);
 }
 
@@ -398,7 +401,7 @@ static sg_err_t send_next(sg_store_t *st, size_t k) {
 static sg_err_t stream_open(sg_store_t *st) {
     store_stream_t *s = &st->stream;
     stream_clear(s);
-    s->nread = 0;
+    s->nread = s->nsent = 0;
     s->sealed = false;
     s->begin_read = false;
     if (PQenterPipelineMode(st->conn) != 1)

@@ -95,7 +95,7 @@ typedef struct store_stream {
     sg_store_item_t **items;
     segment_t *segs;
     segment_t ctl;                 /* the BEGIN or COMMIT segment */
-    size_t n, nread, cap;
+    size_t n, nsent, nread, cap;  /* items in the list, sent (again), answered */
     sg_err_t err;                  /* what stopped the stream, SG_OK while none */
 } store_stream_t;
 

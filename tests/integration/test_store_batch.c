@@ -324,7 +324,10 @@ static void test_adding_to_a_stream_never_waits_on_a_row_lock(void **state) {
 
     assert_int_equal(sg_store_stream_finish(st), SG_OK);
     assert_int_equal(a.result, SG_OK);
-    assert_int_equal(sg_store_stream_finish(other), SG_OK);
+    sg_err_t err = sg_store_stream_finish(other);
+    if (err)
+        fprintf(stderr, "second stream: %s\n", sg_store_errmsg(other));
+    assert_int_equal(err, SG_OK);
     assert_int_equal(items[0].result, SG_ERR_CONFLICT);
     for (int i = 1; i <= N; i++)
         assert_int_equal(items[i].result, SG_OK);
